@@ -1,0 +1,327 @@
+//! Orchestration: turn a validated config into running subscriptions, and
+//! stop them cleanly.
+//!
+//! `run` is what `sinkhost run` calls and what tests drive: it takes a bound
+//! listener and a shutdown future, so a test can start it on port 0 and stop
+//! it. The order is fixed: every plugin is compiled and initialised before
+//! NATS is touched, so a bad config never starts a consumer.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bus::{self, Subscriber};
+use crate::config::{Config, Subscription};
+use crate::outbound::{Allowlist, Outbound};
+use crate::plugin::{Limits, PluginError, Runtime, Sink, SinkSpec};
+use crate::server::{self, Health};
+use crate::{deadletter, metrics};
+
+/// How to reach NATS. Field names follow the `nats` CLI's flags and variables.
+#[derive(Debug, Clone, Default)]
+pub struct NatsOptions {
+    /// Server URL(s), comma separated (`NATS_URL`).
+    pub url: String,
+    /// A `.creds` file (`NATS_CREDS`).
+    pub creds: Option<PathBuf>,
+    /// User name (`NATS_USER`).
+    pub user: Option<String>,
+    /// Password (`NATS_PASSWORD`).
+    pub password: Option<String>,
+    /// Token (`NATS_TOKEN`).
+    pub token: Option<String>,
+    /// An nkey seed file (`NATS_NKEY`).
+    pub nkey: Option<PathBuf>,
+    /// CA certificate to trust (`NATS_CA`).
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (`NATS_CERT`), with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (`NATS_KEY`).
+    pub tls_key: Option<PathBuf>,
+}
+
+impl NatsOptions {
+    /// Connects once; the client then reconnects by itself for as long as it lives.
+    pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name(concat!("sinkhost/", env!("CARGO_PKG_VERSION")))
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(5))
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        metrics::nats_connected(true);
+                        tracing::info!("NATS connected");
+                    }
+                    async_nats::Event::Disconnected => {
+                        metrics::nats_connected(false);
+                        tracing::warn!("NATS disconnected; reconnecting");
+                    }
+                    other => tracing::info!(event = %other, "NATS event"),
+                }
+            });
+        if let Some(creds) = &self.creds {
+            options = options
+                .credentials_file(creds)
+                .await
+                .with_context(|| format!("reading NATS credentials {}", creds.display()))?;
+        }
+        if let (Some(user), Some(password)) = (&self.user, &self.password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &self.token {
+            options = options.token(token.clone());
+        }
+        if let Some(nkey) = &self.nkey {
+            let seed = std::fs::read_to_string(nkey)
+                .with_context(|| format!("reading NATS nkey seed {}", nkey.display()))?;
+            options = options.nkey(seed.trim().to_owned());
+        }
+        if let Some(ca) = &self.tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            options = options
+                .add_client_certificate(cert.clone(), key.clone())
+                .require_tls(true);
+        }
+        let client = options
+            .connect(self.url.as_str())
+            .await
+            .with_context(|| format!("connecting to NATS at {}", self.url))?;
+        metrics::nats_connected(true);
+        Ok(client)
+    }
+}
+
+/// A subscription with its plugin compiled and one instance initialised.
+pub struct Prepared {
+    /// The validated config.
+    pub sub: Subscription,
+    /// Its plugin.
+    pub sink: Arc<Sink>,
+}
+
+/// Compiles every plugin and runs its `init` with the subscription's config.
+/// This is all of `sinkhost check` beyond loading config.d.
+pub async fn prepare(config: &Config, limits: Limits) -> Result<Vec<Prepared>, PrepareError> {
+    let instances: usize = config.subscriptions.iter().map(|s| s.max_concurrency).sum();
+    let runtime = Runtime::new(limits, u32::try_from(instances + 16).unwrap_or(u32::MAX)).map_err(
+        |error| PrepareError {
+            subscription: None,
+            error,
+        },
+    )?;
+    let client = Outbound::shared_client();
+    let mut prepared = Vec::new();
+    for sub in &config.subscriptions {
+        let failed = |error| PrepareError {
+            subscription: Some(sub.clone()),
+            error,
+        };
+        let spec = SinkSpec {
+            subscription: sub.name.clone(),
+            plugin: sub.plugin.path.clone(),
+            init_json: sub.plugin_init_json(),
+            outbound: Outbound::new(
+                client.clone(),
+                Allowlist::new(&sub.allowed_hosts()),
+                sub.timeout,
+            ),
+            secrets: sub.secrets(),
+        };
+        let sink = runtime.sink(spec).map_err(failed)?;
+        sink.check().await.map_err(failed)?;
+        prepared.push(Prepared {
+            sub: sub.clone(),
+            sink: Arc::new(sink),
+        });
+    }
+    Ok(prepared)
+}
+
+/// A plugin that failed to load or initialise, with the subscription it serves.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{error}", describe(subscription.as_ref()))]
+pub struct PrepareError {
+    /// The subscription, when the failure is specific to one.
+    pub subscription: Option<Subscription>,
+    /// What failed.
+    pub error: PluginError,
+}
+
+fn describe(sub: Option<&Subscription>) -> String {
+    sub.map(|s| {
+        format!(
+            "{}: subscription {} (plugin {}): ",
+            s.origin, s.name, s.plugin.name
+        )
+    })
+    .unwrap_or_default()
+}
+
+/// Runs every subscription until `shutdown` resolves, then stops fetching,
+/// lets in-flight deliveries finish (or naks them after a grace period) and
+/// returns.
+pub async fn run(
+    config: Config,
+    nats: NatsOptions,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let prepared = prepare(&config, Limits::default()).await?;
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutdown requested");
+            stop.cancel();
+        }
+    });
+
+    let mut health = Health::default();
+    let flags: Vec<Arc<AtomicBool>> = prepared
+        .iter()
+        .map(|p| {
+            let flag = Arc::new(AtomicBool::new(false));
+            health
+                .subscriptions
+                .push((p.sub.name.clone(), flag.clone()));
+            metrics::consuming(&p.sub.name, false);
+            flag
+        })
+        .collect();
+    let health = Arc::new(health);
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    tracing::info!(addr = %addr, "listening");
+    let server = tokio::spawn(server::serve(listener, health.clone(), stop.clone()));
+
+    let client = loop {
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            connected = nats.connect() => match connected {
+                Ok(client) => break client,
+                Err(e) => {
+                    metrics::nats_connected(false);
+                    tracing::warn!(error = format!("{e:#}"), "NATS unavailable; retrying in 1s");
+                    tokio::select! {
+                        () = stop.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    };
+    let _ = health.nats.set(client.clone());
+    let js = jetstream::new(client.clone());
+
+    let subscribers = setup(&js, &config, prepared, flags).await?;
+
+    let stop_fetching = stop.child_token();
+    let abort = CancellationToken::new();
+    let in_flight = TaskTracker::new();
+    let loops: Vec<_> = subscribers
+        .into_iter()
+        .map(|(subscriber, consumer)| {
+            tokio::spawn(bus::consume(
+                subscriber,
+                consumer,
+                stop_fetching.clone(),
+                abort.clone(),
+                in_flight.clone(),
+            ))
+        })
+        .collect();
+
+    stop.cancelled().await;
+    for fetch_loop in loops {
+        let _ = fetch_loop.await;
+    }
+    in_flight.close();
+    let grace = shutdown_grace(&config);
+    if tokio::time::timeout(grace, in_flight.wait()).await.is_err() {
+        tracing::warn!(grace = ?grace, "in-flight deliveries still running; returning them to the stream");
+        abort.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), in_flight.wait()).await;
+    }
+    if let Err(e) = client.flush().await {
+        tracing::warn!(error = %e, "flushing acks to NATS failed; unacked messages will be redelivered");
+    }
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits as long as the slowest configured HTTP call, but never past the
+/// shortest `ack_wait`, after which JetStream would redeliver anyway.
+fn shutdown_grace(config: &Config) -> Duration {
+    let longest_call = config
+        .subscriptions
+        .iter()
+        .map(|s| s.timeout)
+        .max()
+        .unwrap_or_default();
+    let shortest_ack_wait = config
+        .subscriptions
+        .iter()
+        .map(|s| s.ack_wait)
+        .min()
+        .unwrap_or_default();
+    (longest_call + Duration::from_secs(2)).min(shortest_ack_wait)
+}
+
+/// Creates or reconciles streams, dead-letter streams and consumers.
+async fn setup(
+    js: &jetstream::Context,
+    config: &Config,
+    prepared: Vec<Prepared>,
+    flags: Vec<Arc<AtomicBool>>,
+) -> anyhow::Result<Vec<(Arc<Subscriber>, jetstream::consumer::PullConsumer)>> {
+    if let Some(stream) = &config.stream {
+        bus::ensure_stream(js, stream)
+            .await
+            .with_context(|| format!("{}: stream {}", stream.origin, stream.name))?;
+    }
+    let storage = config
+        .stream
+        .as_ref()
+        .map_or(jetstream::stream::StorageType::File, |s| {
+            bus::storage_type(s.storage)
+        });
+    let mut dead_letter_streams = BTreeSet::new();
+    let mut subscribers = Vec::new();
+    for (Prepared { sub, sink }, consuming) in prepared.into_iter().zip(flags) {
+        let stream = match &config.stream {
+            Some(stream) => stream.name.clone(),
+            None => bus::find_stream(js, &sub).await?,
+        };
+        if dead_letter_streams.insert(stream.clone()) {
+            deadletter::ensure_stream(js, &stream, storage).await?;
+        }
+        let consumer = bus::ensure_consumer(js, &stream, &sub)
+            .await
+            .with_context(|| format!("{}: subscription {}", sub.origin, sub.name))?;
+        subscribers.push((
+            Arc::new(Subscriber {
+                sub,
+                stream,
+                sink,
+                js: js.clone(),
+                consuming,
+            }),
+            consumer,
+        ));
+    }
+    Ok(subscribers)
+}

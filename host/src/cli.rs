@@ -1,0 +1,367 @@
+//! The command line: parse arguments, set up logging, call the library, map
+//! errors to exit codes. No logic lives here that a test would need.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{self, NatsOptions};
+use crate::config::{self, Config, PluginSearch};
+use crate::deadletter;
+use crate::plugin::Limits;
+
+/// Exit code for an invalid configuration (`check`, and `run` before it starts).
+pub const EXIT_CONFIG: u8 = 2;
+
+/// sinkhost: forward NATS JetStream messages to destinations through wasm sink plugins.
+#[derive(Debug, Parser)]
+#[command(name = "sinkhost", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Consume every subscription in config.d until SIGTERM/SIGINT.
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// Address for /healthz and /metrics.
+        #[arg(long, env = "SINKHOST_LISTEN", default_value = "127.0.0.1:8090")]
+        listen: String,
+    },
+    /// Validate config.d, load every plugin and run its init; exit 2 on error.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Inspect the dead-letter stream.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Publish one message to JetStream (a development convenience).
+    Publish {
+        /// The subject, e.g. order.completed.
+        subject: String,
+        /// The payload; use --file for a file, or neither for an empty payload.
+        payload: Option<String>,
+        /// Read the payload from this file.
+        #[arg(long, conflicts_with = "payload")]
+        file: Option<PathBuf>,
+        /// A header `Name: value`; repeatable.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// Sets Nats-Msg-Id (the stable message id destinations see).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List dead letters: subject, attempts, last error, time.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Only this subscription's dead letters.
+        #[arg(long)]
+        subscription: Option<String>,
+        /// The main stream (default: the `stream:` of config.d).
+        #[arg(long)]
+        stream: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// The folder of *.yml files.
+    #[arg(long, default_value = "config.d")]
+    config_dir: PathBuf,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config, config::ConfigError> {
+        config::load(
+            &self.config_dir,
+            &|name| std::env::var(name).ok(),
+            &PluginSearch::from_env(),
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+struct NatsArgs {
+    /// NATS server URL(s), comma separated.
+    #[arg(
+        long = "server",
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    url: String,
+    /// NATS credentials file.
+    #[arg(long, env = "NATS_CREDS")]
+    creds: Option<PathBuf>,
+    /// NATS user name.
+    #[arg(long, env = "NATS_USER")]
+    user: Option<String>,
+    /// NATS password.
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// NATS token.
+    #[arg(long, env = "NATS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// NATS nkey seed file.
+    #[arg(long, env = "NATS_NKEY")]
+    nkey: Option<PathBuf>,
+    /// CA certificate for TLS.
+    #[arg(long = "tlsca", env = "NATS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate for TLS.
+    #[arg(long = "tlscert", env = "NATS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Client key for TLS.
+    #[arg(long = "tlskey", env = "NATS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl From<NatsArgs> for NatsOptions {
+    fn from(a: NatsArgs) -> Self {
+        NatsOptions {
+            url: a.url,
+            creds: a.creds,
+            user: a.user,
+            password: a.password,
+            token: a.token,
+            nkey: a.nkey,
+            tls_ca: a.tls_ca,
+            tls_cert: a.tls_cert,
+            tls_key: a.tls_key,
+        }
+    }
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    runtime.block_on(execute(cli))
+}
+
+async fn execute(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run {
+            config,
+            nats,
+            listen,
+        } => {
+            init_logging(true);
+            let config = match config.load() {
+                Ok(config) => config,
+                Err(e) => return config_error(&e),
+            };
+            let result = async {
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("binding {listen}"))?;
+                app::run(config, nats.into(), listener, shutdown_signal()).await
+            }
+            .await;
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.downcast_ref::<app::PrepareError>().is_some() => config_error(&*e),
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "sinkhost stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check { config } => {
+            init_logging(false);
+            let config = match config.load() {
+                Ok(config) => config,
+                Err(e) => return config_error(&e),
+            };
+            match app::prepare(&config, Limits::default()).await {
+                Ok(prepared) => {
+                    for p in &prepared {
+                        println!(
+                            "ok  {:<28} {:<20} plugin {} ({})",
+                            p.sub.name, p.sub.subject, p.sub.plugin.name, p.sub.origin
+                        );
+                    }
+                    println!("config.d is valid: {} subscription(s)", prepared.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => config_error(&e),
+            }
+        }
+        Command::Dlq {
+            command:
+                DlqCommand::List {
+                    config,
+                    subscription,
+                    stream,
+                    json,
+                    nats,
+                },
+        } => {
+            init_logging(false);
+            report(dlq_list(config, subscription, stream, json, nats.into()).await)
+        }
+        Command::Publish {
+            subject,
+            payload,
+            file,
+            headers,
+            id,
+            nats,
+        } => {
+            init_logging(false);
+            report(publish(subject, payload, file, headers, id, nats.into()).await)
+        }
+    }
+}
+
+fn config_error(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// JSON lines on stdout for `run` (what log shippers read); plain text on
+/// stderr for the one-shot commands, whose stdout is their answer.
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SINKHOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if json { "info" } else { "warn" }));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.with_writer(std::io::stderr).init();
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn dlq_list(
+    config: ConfigArgs,
+    subscription: Option<String>,
+    stream: Option<String>,
+    json: bool,
+    nats: NatsOptions,
+) -> anyhow::Result<()> {
+    let stream = match stream {
+        Some(stream) => stream,
+        None => config
+            .load()?
+            .stream
+            .map(|s| s.name)
+            .context("config.d has no `stream:` block; name the stream with --stream")?,
+    };
+    let client = nats.connect().await?;
+    let js = async_nats::jetstream::new(client);
+    let letters = deadletter::list(&js, &stream, subscription.as_deref()).await?;
+    if json {
+        for letter in &letters {
+            println!("{}", serde_json::to_string(letter)?);
+        }
+    } else {
+        println!(
+            "{:>6}  {:<20}  {:<24}  {:<24}  {:>8}  LAST ERROR",
+            "SEQ", "TIME", "SUBSCRIPTION", "SUBJECT", "ATTEMPTS"
+        );
+        for l in &letters {
+            println!(
+                "{:>6}  {:<20}  {:<24}  {:<24}  {:>8}  {}",
+                l.dlq_sequence,
+                l.time.get(..19).unwrap_or(&l.time),
+                l.subscription,
+                l.subject,
+                l.attempts.map(|a| a.to_string()).unwrap_or_default(),
+                l.last_error
+            );
+        }
+        println!(
+            "{} dead letter(s) in {}",
+            letters.len(),
+            deadletter::stream_name(&stream)
+        );
+    }
+    Ok(())
+}
+
+async fn publish(
+    subject: String,
+    payload: Option<String>,
+    file: Option<PathBuf>,
+    headers: Vec<String>,
+    id: Option<String>,
+    nats: NatsOptions,
+) -> anyhow::Result<()> {
+    let body = match (payload, file) {
+        (Some(text), _) => text.into_bytes(),
+        (None, Some(path)) => {
+            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
+        }
+        (None, None) => Vec::new(),
+    };
+    let mut map = async_nats::HeaderMap::new();
+    for header in &headers {
+        let (name, value) = header
+            .split_once(':')
+            .with_context(|| format!("header {header:?} is not `Name: value`"))?;
+        map.append(name.trim(), value.trim());
+    }
+    if let Some(id) = id {
+        map.insert("Nats-Msg-Id", id.as_str());
+    }
+    let client = nats.connect().await?;
+    let js = async_nats::jetstream::new(client);
+    let ack = js
+        .publish_with_headers(subject.clone(), map, body.into())
+        .await
+        .context("publishing")?
+        .await
+        .context("waiting for the JetStream ack (does a stream hold this subject?)")?;
+    println!(
+        "published {subject} to stream {} at sequence {}",
+        ack.stream, ack.sequence
+    );
+    Ok(())
+}

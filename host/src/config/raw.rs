@@ -1,0 +1,160 @@
+//! The config.d file format, exactly as written: these serde types mirror the
+//! YAML, and their doc comments are the reference documentation of every key.
+//!
+//! Nothing here is checked beyond YAML types; the parent module turns a
+//! [`RawFile`] into the types the rest of the host sees. Unknown keys are errors
+//! (`deny_unknown_fields`), so a typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::Storage;
+
+/// One `config.d/*.yml` file. Both keys are optional; a file may hold either or both.
+///
+/// ```yaml
+/// stream: {...}          # at most once across config.d
+/// subscriptions: [...]
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `stream:` and/or `subscriptions:`"
+)]
+pub(crate) struct RawFile {
+    /// ```yaml
+    /// stream:
+    ///   name: hns_ticketing_events
+    ///   subjects: [ticket.>, order.>, mail.>, stripe.>]
+    ///   max_age: 72h
+    ///   storage: file
+    /// ```
+    /// The JetStream stream the host creates or updates. At most one `stream:`
+    /// across all of config.d. Optional: without it the stream must already exist
+    /// (the seed's format).
+    pub(crate) stream: Option<RawStream>,
+
+    /// ```yaml
+    /// subscriptions:
+    ///   - name: stripe-drupal
+    ///     ...
+    /// ```
+    /// A list; subscriptions of all files add up. `subscriptions:` with nothing
+    /// after it is an empty list.
+    pub(crate) subscriptions: Option<Vec<RawSubscription>>,
+}
+
+/// The `stream:` block.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a stream mapping (name, subjects, max_age, storage)"
+)]
+pub(crate) struct RawStream {
+    /// `name: hns_ticketing_events` — required. No whitespace, `.`, `*`, `>`, `/`
+    /// or `\`. The dead-letter stream is named `<name>_dlq`.
+    pub(crate) name: String,
+
+    /// `subjects: [ticket.>, order.>]` — required, at least one. Valid NATS
+    /// subjects; `*` and `>` wildcards allowed. Every subscription's `subject`
+    /// must fall (at least partly) inside one of them.
+    pub(crate) subjects: Vec<String>,
+
+    /// `max_age: 72h` — optional, default `0` (keep messages forever, within the
+    /// stream's other limits). How long JetStream keeps a message for replay.
+    pub(crate) max_age: Option<String>,
+
+    /// `storage: file` — optional, `file` (default, survives a server restart) or
+    /// `memory`.
+    pub(crate) storage: Option<Storage>,
+}
+
+/// One entry of `subscriptions:`. The seed's format (no `plugin:`, no `settings:`)
+/// is a valid subscription.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a subscription mapping (name, subject, consumer, webhook, ...)"
+)]
+pub(crate) struct RawSubscription {
+    /// `name: stripe-drupal` — required, unique across config.d, letters, digits,
+    /// `-` and `_` only. Labels metrics and logs; dead letters go to
+    /// `dlq.<name>`.
+    pub(crate) name: String,
+
+    /// `subject: "stripe.drupal"` — required NATS subject filter; `*` matches one
+    /// token, a final `>` matches one or more (`">"` = everything in the stream).
+    pub(crate) subject: String,
+
+    /// `consumer: stripe-drupal-consumer` — required, unique: the durable
+    /// JetStream consumer's name. No whitespace, `.`, `*`, `>`, `/` or `\`.
+    /// Several sinkhost processes with the same consumer share its messages.
+    pub(crate) consumer: String,
+
+    /// `plugin: drupal-stripe` — optional, default `http-webhook`. A built-in name
+    /// (no `/`, no `.wasm`: found as `<name>.wasm` in `SINKHOST_PLUGIN_DIR`, then
+    /// in `plugins/` next to the sinkhost binary) or a path to a `.wasm` component,
+    /// relative to this file's directory: `plugin: ./plugins/my-sink.wasm`.
+    pub(crate) plugin: Option<String>,
+
+    /// ```yaml
+    /// webhook:
+    ///   url: "${DRUPAL_STRIPE_WEBHOOK_URL}"
+    ///   headers:
+    ///     Authorization: "Bearer ${DRUPAL_WEBHOOK_SECRET}"
+    /// ```
+    /// Required. Handed to the plugin, which decides what to send; the host only
+    /// lets the plugin reach `url`'s host (plus `settings.allow_hosts`).
+    pub(crate) webhook: RawWebhook,
+
+    /// ```yaml
+    /// settings:
+    ///   signing_secret: "${STRIPE_SIGNING_SECRET}"
+    ///   reject_status: [400, 404, 422]
+    ///   allow_hosts: [hooks.example.com]
+    /// ```
+    /// Optional mapping, default `{}`: plugin-specific, handed to the plugin as
+    /// JSON. The host reads one key itself: `allow_hosts`, further hosts the
+    /// plugin may call (`host` = any port, `host:port` = that port only). String values under keys containing `secret`,
+    /// `key`, `token` or `password` are redacted from logs.
+    pub(crate) settings: Option<serde_json::Value>,
+
+    /// `timeout: "15s"` — optional, default `15s`, greater than 0. Deadline of one
+    /// HTTP call the plugin makes. Durations: `500ms`, `15s`, `2m`, `1h30m`, `72h`.
+    pub(crate) timeout: Option<String>,
+
+    /// `retries: 3` — optional, default 3. Attempts after the first: a message is
+    /// tried at most `retries + 1` times, then dead-lettered.
+    pub(crate) retries: Option<u32>,
+
+    /// `backoff: "2s"` — optional, default `2s`. Delay before retry n is
+    /// `backoff * 2^(n-1)` (2s, 4s, 8s, ...) unless the plugin asks for another
+    /// (e.g. from `Retry-After`).
+    pub(crate) backoff: Option<String>,
+
+    /// `max_concurrency: 50` — optional, default 50, at least 1. Deliveries in
+    /// flight at once for this subscription (the consumer's `MaxAckPending`).
+    pub(crate) max_concurrency: Option<usize>,
+
+    /// `ack_wait: "120s"` — optional, default `120s`, must exceed `timeout`. How
+    /// long JetStream waits for an ack before redelivering.
+    pub(crate) ack_wait: Option<String>,
+}
+
+/// The `webhook:` block of a subscription.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a webhook mapping (url, headers)")]
+pub(crate) struct RawWebhook {
+    /// `url: "https://shop.example.com/stripe-webhook"` — required, an absolute
+    /// `http://` or `https://` URL.
+    pub(crate) url: String,
+
+    /// ```yaml
+    /// headers:
+    ///   Authorization: "Bearer ${TOKEN}"
+    ///   X-API-Key: "${MAILER_API_KEY}"
+    /// ```
+    /// Optional, header name -> value. Values are treated as secrets (never logged).
+    pub(crate) headers: Option<BTreeMap<String, String>>,
+}

@@ -1,0 +1,254 @@
+//! Dead letters: the `<stream>_dlq` stream, writing a message that will not be
+//! delivered, and reading what is there.
+//!
+//! A dead letter keeps the original payload and headers, plus `Sinkhost-*`
+//! headers saying where it came from and why it gave up. This module does not
+//! decide when a message is dead (that is `retry`) and does not terminate the
+//! original (that is `bus`, once the write is acknowledged).
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, stream};
+use futures::StreamExt;
+
+/// The subscription the message was dead-lettered from.
+pub const SUBSCRIPTION: &str = "Sinkhost-Subscription";
+/// The subject it was published to.
+pub const ORIGINAL_SUBJECT: &str = "Sinkhost-Original-Subject";
+/// Its sequence in the original stream.
+pub const STREAM_SEQUENCE: &str = "Sinkhost-Stream-Sequence";
+/// The stable message id the plugin saw.
+pub const MESSAGE_ID: &str = "Sinkhost-Message-Id";
+/// How many attempts were made.
+pub const ATTEMPTS: &str = "Sinkhost-Attempts";
+/// Why it was given up.
+pub const LAST_ERROR: &str = "Sinkhost-Last-Error";
+
+/// Longest `Sinkhost-Last-Error` value kept.
+const ERROR_BYTES: usize = 1024;
+
+/// The dead-letter stream's name for a stream.
+pub fn stream_name(stream: &str) -> String {
+    format!("{stream}_dlq")
+}
+
+/// The subject a subscription's dead letters are written to.
+pub fn subject(subscription: &str) -> String {
+    format!("dlq.{subscription}")
+}
+
+/// Why a dead letter could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    /// The dead-letter stream could not be created or looked up.
+    #[error("dead-letter stream {stream}: {message}")]
+    Stream {
+        /// The stream's name.
+        stream: String,
+        /// What NATS said.
+        message: String,
+    },
+    /// JetStream did not acknowledge the write.
+    #[error("writing the dead letter failed: {0}")]
+    Publish(String),
+}
+
+/// Creates `<stream>_dlq` (subjects `dlq.>`, no age limit) if it is missing.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    stream: &str,
+    storage: stream::StorageType,
+) -> Result<(), DeadLetterError> {
+    let name = stream_name(stream);
+    js.get_or_create_stream(stream::Config {
+        name: name.clone(),
+        subjects: vec!["dlq.>".to_owned()],
+        storage,
+        retention: stream::RetentionPolicy::Limits,
+        description: Some(format!("sinkhost dead letters of {stream}")),
+        ..Default::default()
+    })
+    .await
+    .map(drop)
+    .map_err(|e| DeadLetterError::Stream {
+        stream: name,
+        message: e.to_string(),
+    })
+}
+
+/// Where a message came from, for its dead-letter headers.
+#[derive(Debug, Clone)]
+pub struct Origin<'a> {
+    /// The main stream.
+    pub stream: &'a str,
+    /// The subscription giving up.
+    pub subscription: &'a str,
+    /// The original subject.
+    pub subject: &'a str,
+    /// The original stream sequence.
+    pub sequence: u64,
+    /// The stable message id.
+    pub message_id: &'a str,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// Writes one dead letter and waits for JetStream's acknowledgement. Writing
+/// the same message twice (a crash between write and terminate) is deduplicated
+/// by `Nats-Msg-Id` within the stream's duplicate window.
+pub async fn publish(
+    js: &jetstream::Context,
+    origin: &Origin<'_>,
+    headers: Option<&HeaderMap>,
+    payload: bytes::Bytes,
+    reason: &str,
+) -> Result<(), DeadLetterError> {
+    let mut out = HeaderMap::new();
+    for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
+        if name.to_string().starts_with("Nats-") {
+            continue; // Nats-Msg-Id & co. mean something else in the DLQ stream
+        }
+        for value in values {
+            out.append(name.clone(), value.as_str());
+        }
+    }
+    out.insert(SUBSCRIPTION, origin.subscription);
+    out.insert(ORIGINAL_SUBJECT, origin.subject);
+    out.insert(STREAM_SEQUENCE, origin.sequence.to_string().as_str());
+    out.insert(MESSAGE_ID, header_safe(origin.message_id).as_str());
+    out.insert(ATTEMPTS, origin.attempts.to_string().as_str());
+    out.insert(LAST_ERROR, header_safe(reason).as_str());
+    let dedupe = format!(
+        "{}:{}:{}",
+        origin.stream, origin.subscription, origin.sequence
+    );
+    out.insert("Nats-Msg-Id", dedupe.as_str());
+    js.publish_with_headers(subject(origin.subscription), out, payload)
+        .await
+        .map_err(|e| DeadLetterError::Publish(e.to_string()))?
+        .await
+        .map_err(|e| DeadLetterError::Publish(e.to_string()))?;
+    Ok(())
+}
+
+/// Header values cannot hold line breaks; long errors are cut.
+fn header_safe(text: &str) -> String {
+    let mut clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if clean.len() > ERROR_BYTES {
+        let mut cut = ERROR_BYTES;
+        while !clean.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        clean.truncate(cut);
+    }
+    clean
+}
+
+/// One message in the dead-letter stream.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetter {
+    /// Its sequence in the dead-letter stream.
+    pub dlq_sequence: u64,
+    /// When it was dead-lettered (RFC 3339).
+    pub time: String,
+    /// The subscription that gave up.
+    pub subscription: String,
+    /// The original subject.
+    pub subject: String,
+    /// The original stream sequence.
+    pub stream_sequence: Option<u64>,
+    /// The stable message id.
+    pub message_id: String,
+    /// Attempts made.
+    pub attempts: Option<u32>,
+    /// Why it was given up.
+    pub last_error: String,
+    /// The payload's size in bytes.
+    pub payload_bytes: usize,
+}
+
+/// Reads every dead letter of `stream` (optionally of one subscription), oldest first.
+pub async fn list(
+    js: &jetstream::Context,
+    stream: &str,
+    subscription: Option<&str>,
+) -> Result<Vec<DeadLetter>, DeadLetterError> {
+    let name = stream_name(stream);
+    let stream_error = |message: String| DeadLetterError::Stream {
+        stream: name.clone(),
+        message,
+    };
+    let dlq = js
+        .get_stream(&name)
+        .await
+        .map_err(|e| stream_error(e.to_string()))?;
+    let consumer = dlq
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: subscription.map(subject).unwrap_or_else(|| "dlq.>".into()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| stream_error(e.to_string()))?;
+    let mut consumer = consumer;
+    let pending = consumer
+        .info()
+        .await
+        .map_err(|e| stream_error(e.to_string()))?
+        .num_pending;
+    let mut letters = Vec::new();
+    if pending == 0 {
+        return Ok(letters);
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| stream_error(e.to_string()))?;
+    while (letters.len() as u64) < pending {
+        let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
+        let Ok(Some(Ok(message))) = next else {
+            return Err(stream_error(
+                "the dead-letter stream stopped answering".into(),
+            ));
+        };
+        let header = |name: &str| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default()
+        };
+        let info = message.info().map_err(|e| stream_error(e.to_string()))?;
+        letters.push(DeadLetter {
+            dlq_sequence: info.stream_sequence,
+            time: info
+                .published
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            subscription: header(SUBSCRIPTION),
+            subject: header(ORIGINAL_SUBJECT),
+            stream_sequence: header(STREAM_SEQUENCE).parse().ok(),
+            message_id: header(MESSAGE_ID),
+            attempts: header(ATTEMPTS).parse().ok(),
+            last_error: header(LAST_ERROR),
+            payload_bytes: message.payload.len(),
+        });
+    }
+    Ok(letters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_lose_line_breaks_and_length() {
+        assert_eq!(header_safe("a\r\nb"), "a  b");
+        assert_eq!(header_safe(&"x".repeat(5000)).len(), ERROR_BYTES);
+        assert_eq!(header_safe(&"é".repeat(1000)).len(), ERROR_BYTES);
+    }
+}
