@@ -15,6 +15,9 @@ BIN        := target/release/sinkhost
 PLUGIN_DIR := target/release/plugins
 # crate name -> the plugin name config.d uses
 PLUGINS    := http-webhook
+# plugins only the tests load (target/release/test-plugins/<name>.wasm)
+TEST_PLUGINS := test-hostile
+TEST_PLUGIN_DIR := target/release/test-plugins
 
 export NATS_SERVER_BIN := $(NATS)
 
@@ -43,10 +46,12 @@ host:
 	$(CARGO) build --release -p sinkhost
 
 plugins: .tools/wasm-target
-	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS))
-	@mkdir -p $(PLUGIN_DIR)
+	CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=true \
+	  $(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS) $(TEST_PLUGINS))
+	@mkdir -p $(PLUGIN_DIR) $(TEST_PLUGIN_DIR)
 	@for p in $(PLUGINS); do cp $(WASM_OUT)/$${p//-/_}.wasm $(PLUGIN_DIR)/$$p.wasm; done
-	@ls -l $(PLUGIN_DIR)
+	@for p in $(TEST_PLUGINS); do cp $(WASM_OUT)/$${p//-/_}.wasm $(TEST_PLUGIN_DIR)/$${p#test-}.wasm; done
+	@ls -l $(PLUGIN_DIR) $(TEST_PLUGIN_DIR)
 
 # Foreground sinkhost; NATS (port 4222, data in .run/nats) and the dev receiver
 # (port 8091, output in .run/receiver.log) run in the background until it stops.
@@ -64,7 +69,7 @@ test: setup lint build
 lint: .tools/wasm-target
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --release --target wasm32-wasip2 -p sinkhost-sdk $(addprefix -p ,$(PLUGINS)) -- -D warnings
+	$(CARGO) clippy --release --target wasm32-wasip2 -p sinkhost-sdk $(addprefix -p ,$(PLUGINS) $(TEST_PLUGINS)) -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

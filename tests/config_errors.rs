@@ -371,7 +371,6 @@ fn every_optional_key_loads() {
             "settings": {
                 "signing_secret": "whsec_s3cret-value",
                 "reject_status": [400, 422],
-                "allow_hosts": ["api.example.com"],
             },
         })
     );

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Storage, StreamConfig, Subscription};
-use crate::plugin::{self, Outcome, Sink};
+use crate::plugin::{self, Delivery, Outcome, Sink};
 use crate::retry::{Action, Attempt, Policy};
 use crate::{deadletter, metrics};
 
@@ -354,11 +354,18 @@ pub async fn consume(
         tracing::info!(subscription = %name, consumer = %subscriber.sub.consumer, "consuming");
         loop {
             let permit = tokio::select! {
-                () = stop_fetching.cancelled() => break 'fetching,
+                () = stop_fetching.cancelled() => {
+                    return_buffered(&name, &mut messages).await;
+                    break 'fetching;
+                }
                 permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             };
             let next = tokio::select! {
-                () = stop_fetching.cancelled() => break 'fetching,
+                () = stop_fetching.cancelled() => {
+                    drop(permit);
+                    return_buffered(&name, &mut messages).await;
+                    break 'fetching;
+                }
                 next = messages.next() => next,
             };
             match next {
@@ -387,6 +394,31 @@ pub async fn consume(
     }
     subscriber.set_consuming(false);
     tracing::info!(subscription = %name, "stopped fetching");
+}
+
+/// Naks (without delay) the messages a pull already brought in but no
+/// delivery has taken, so another host, or this one after a restart, gets them
+/// now instead of after `ack_wait`.
+async fn return_buffered(subscription: &str, messages: &mut consumer::pull::Stream) {
+    let mut returned = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(
+        until.min(tokio::time::Instant::now() + Duration::from_millis(100)),
+        messages.next(),
+    )
+    .await
+    {
+        if message.ack_with(AckKind::Nak(None)).await.is_ok() {
+            returned += 1;
+        }
+    }
+    if returned > 0 {
+        tracing::info!(
+            subscription,
+            returned,
+            "returned fetched but unstarted messages to the stream"
+        );
+    }
 }
 
 /// Sleeps for `how_long` unless `stop` fires first; true when it fired.
@@ -468,9 +500,24 @@ async fn deliver(
             }
         };
         match outcome {
-            Ok(Ok(Outcome::Delivered)) => (Attempt::Delivered, "delivered"),
-            Ok(Ok(Outcome::Retry(delay))) => (Attempt::Retry(delay), "retry"),
-            Ok(Ok(Outcome::Reject(reason))) => (Attempt::Reject(reason), "reject"),
+            Ok(Ok(Delivery {
+                outcome: Outcome::Delivered,
+                ..
+            })) => (Attempt::Delivered, "delivered"),
+            Ok(Ok(Delivery {
+                outcome: Outcome::Retry(delay),
+                last_http,
+            })) => {
+                let reason = match last_http {
+                    Some(http) => format!("plugin asked to retry after {http}"),
+                    None => "plugin asked to retry".to_owned(),
+                };
+                (Attempt::Retry { delay, reason }, "retry")
+            }
+            Ok(Ok(Delivery {
+                outcome: Outcome::Reject(reason),
+                ..
+            })) => (Attempt::Reject(reason), "reject"),
             Ok(Err(error)) => (Attempt::Failed(error.to_string()), error.kind()),
             Err(_) => {
                 let slow = format!("delivery still running after ack_wait ({:?})", sub.ack_wait);
@@ -553,12 +600,10 @@ fn flatten_headers(headers: Option<&async_nats::HeaderMap>) -> Vec<(String, Stri
         .collect()
 }
 
-fn describe(result: &Attempt) -> String {
+fn describe(result: &Attempt) -> &str {
     match result {
-        Attempt::Delivered => "delivered".into(),
-        Attempt::Retry(Some(delay)) => format!("plugin asked to retry in {}ms", delay.as_millis()),
-        Attempt::Retry(None) => "plugin asked to retry".into(),
-        Attempt::Reject(reason) => format!("rejected: {reason}"),
-        Attempt::Failed(error) => error.clone(),
+        Attempt::Delivered => "delivered",
+        Attempt::Retry { reason, .. } => reason,
+        Attempt::Reject(reason) | Attempt::Failed(reason) => reason,
     }
 }

@@ -213,11 +213,17 @@ impl Subscription {
     /// The JSON handed to the plugin's `init`:
     /// `{"subscription": name, "webhook": {"url": .., "headers": {..}}, "settings": {..}}`.
     /// Holds secrets in clear: never log it.
+    /// `settings.allow_hosts` is the host's (see [`Subscription::allowed_hosts`])
+    /// and is left out, so a plugin with strict settings never has to declare it.
     pub fn plugin_init_json(&self) -> String {
+        let mut settings = self.settings.clone();
+        if let Some(map) = settings.as_object_mut() {
+            map.remove("allow_hosts");
+        }
         serde_json::json!({
             "subscription": self.name,
             "webhook": {"url": self.webhook.url, "headers": self.webhook.headers},
-            "settings": self.settings,
+            "settings": settings,
         })
         .to_string()
     }
@@ -1152,9 +1158,10 @@ mod tests {
     #[test]
     fn init_json_carries_webhook_and_settings() {
         let sub = subscription(
-            serde_json::json!({"reject_status": [400]}),
+            serde_json::json!({"reject_status": [400], "allow_hosts": ["other.example"]}),
             &[("Authorization", "Bearer abc")],
         );
+        // allow_hosts is the host's business, not the plugin's
         let json: Value = serde_json::from_str(&sub.plugin_init_json()).unwrap();
         assert_eq!(
             json,

@@ -74,6 +74,16 @@ pub enum Outcome {
     Reject(String),
 }
 
+/// One finished call of `deliver`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// What the plugin decided.
+    pub outcome: Outcome,
+    /// The last `http.send` result of the call (`HTTP 503`, `timed out`, ...),
+    /// so a dead letter can say what the destination did.
+    pub last_http: Option<String>,
+}
+
 /// Why a plugin could not be loaded or could not finish a call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PluginError {
@@ -249,7 +259,7 @@ impl Sink {
 
     /// Runs the plugin's `deliver` on `msg` in a pooled instance. A trap or
     /// a blown deadline discards the instance.
-    pub async fn deliver(&self, msg: &Message) -> Result<Outcome, PluginError> {
+    pub async fn deliver(&self, msg: &Message) -> Result<Delivery, PluginError> {
         let pooled = self.idle.lock().expect("idle lock").pop();
         let mut instance = match pooled {
             Some(instance) => instance,
@@ -264,12 +274,14 @@ impl Sink {
         instance.store.data_mut().end_call();
         match result {
             Ok(outcome) => {
+                let last_http = instance.store.data_mut().last_http.take();
                 self.idle.lock().expect("idle lock").push(instance);
-                Ok(match outcome {
+                let outcome = match outcome {
                     types::Outcome::Delivered => Outcome::Delivered,
                     types::Outcome::Retry(ms) => Outcome::Retry(ms.map(Duration::from_millis)),
                     types::Outcome::Reject(reason) => Outcome::Reject(reason),
-                })
+                };
+                Ok(Delivery { outcome, last_http })
             }
             Err(error) => Err(self.trap(error)),
         }
@@ -337,6 +349,7 @@ struct State {
     waiting: Duration,
     log_lines: u32,
     log_dropped: u32,
+    last_http: Option<String>,
 }
 
 impl State {
@@ -355,6 +368,7 @@ impl State {
             waiting: Duration::ZERO,
             log_lines: 0,
             log_dropped: 0,
+            last_http: None,
         }
     }
 
@@ -363,6 +377,7 @@ impl State {
         self.waiting = Duration::ZERO;
         self.log_lines = 0;
         self.log_dropped = 0;
+        self.last_http = None;
     }
 
     fn end_call(&mut self) {
@@ -404,6 +419,10 @@ impl http::Host for State {
         let result = self.spec.outbound.send(request).await;
         self.waiting += started.elapsed();
         crate::metrics::http_result(&self.spec.subscription, &result);
+        self.last_http = Some(match &result {
+            Ok(response) => format!("HTTP {}", response.status),
+            Err(error) => format!("HTTP request {error}"),
+        });
         match result {
             Ok(response) => Ok(http::Response {
                 status: response.status,

@@ -16,7 +16,12 @@ pub enum Attempt {
     /// The plugin reported the message delivered.
     Delivered,
     /// The plugin asked to retry, optionally after a delay of its choosing.
-    Retry(Option<Duration>),
+    Retry {
+        /// The plugin's delay; `None` follows the schedule.
+        delay: Option<Duration>,
+        /// What the host saw of the attempt, for the dead letter if it was the last.
+        reason: String,
+    },
     /// The plugin declared the message undeliverable.
     Reject(String),
     /// The attempt failed in the host: the plugin trapped, ran past its
@@ -50,18 +55,17 @@ impl Policy {
         match result {
             Attempt::Delivered => Action::Ack,
             Attempt::Reject(reason) => Action::DeadLetter(format!("rejected: {reason}")),
-            Attempt::Retry(_) | Attempt::Failed(_) if attempt >= self.max_attempts => {
-                let last = match result {
-                    Attempt::Failed(error) => error,
-                    Attempt::Retry(Some(delay)) => {
-                        format!("plugin asked to retry in {}ms", delay.as_millis())
-                    }
-                    _ => "plugin asked to retry".to_owned(),
-                };
+            Attempt::Retry { reason: last, .. } | Attempt::Failed(last)
+                if attempt >= self.max_attempts =>
+            {
                 Action::DeadLetter(format!("gave up after {attempt} attempts; last: {last}"))
             }
-            Attempt::Retry(Some(delay)) => Action::Nak(delay.min(MAX_DELAY)),
-            Attempt::Retry(None) | Attempt::Failed(_) => Action::Nak(self.delay_after(attempt)),
+            Attempt::Retry {
+                delay: Some(delay), ..
+            } => Action::Nak(delay.min(MAX_DELAY)),
+            Attempt::Retry { delay: None, .. } | Attempt::Failed(_) => {
+                Action::Nak(self.delay_after(attempt))
+            }
         }
     }
 
@@ -84,6 +88,13 @@ mod tests {
         backoff: Duration::from_secs(2),
     };
 
+    fn retry(delay: Option<Duration>) -> Attempt {
+        Attempt::Retry {
+            delay,
+            reason: "HTTP 503".into(),
+        }
+    }
+
     #[test]
     fn delivered_acks_on_any_attempt() {
         assert_eq!(POLICY.decide(Attempt::Delivered, 1), Action::Ack);
@@ -102,19 +113,19 @@ mod tests {
             Action::Nak(Duration::from_secs(4))
         );
         assert_eq!(
-            POLICY.decide(Attempt::Retry(None), 3),
+            POLICY.decide(retry(None), 3),
             Action::Nak(Duration::from_secs(8))
         );
     }
 
     #[test]
     fn plugin_delay_wins_but_is_capped() {
-        let asked = Attempt::Retry(Some(Duration::from_millis(1500)));
+        let asked = retry(Some(Duration::from_millis(1500)));
         assert_eq!(
             POLICY.decide(asked, 1),
             Action::Nak(Duration::from_millis(1500))
         );
-        let huge = Attempt::Retry(Some(Duration::from_secs(86_400)));
+        let huge = retry(Some(Duration::from_secs(86_400)));
         assert_eq!(POLICY.decide(huge, 1), Action::Nak(MAX_DELAY));
     }
 
@@ -125,10 +136,10 @@ mod tests {
             action,
             Action::DeadLetter("gave up after 4 attempts; last: http timeout".into())
         );
-        assert!(matches!(
-            POLICY.decide(Attempt::Retry(None), 5),
-            Action::DeadLetter(_)
-        ));
+        assert_eq!(
+            POLICY.decide(retry(Some(Duration::from_secs(1))), 5),
+            Action::DeadLetter("gave up after 5 attempts; last: HTTP 503".into())
+        );
     }
 
     #[test]
