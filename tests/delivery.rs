@@ -446,3 +446,38 @@ async fn sigterm_drains_in_flight_deliveries_and_loses_nothing() {
         "re-sent after a clean shutdown: {redelivered:?}"
     );
 }
+
+/// A call that outlasts `ack_wait` (three HTTP calls of 0.9 s, ack_wait 2 s)
+/// is kept alive by in-progress acks: JetStream never hands the message to a
+/// second delivery while the first is still running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_progress_acks_keep_a_long_call_from_being_redelivered() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::start(|_, _| Reply::ok().delay(Duration::from_millis(900))).await;
+    let slow_plugin = format!(
+        "plugin: \"{}\"\nsettings: {{mode: three-calls}}\ntimeout: \"1s\"\nack_wait: \"2s\"",
+        hostile_plugin()
+    );
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}",
+            stream_yaml("long_s", &["long.>"]),
+            sub_yaml("long", "long.>", &receiver.url("/ping"), &slow_plugin)
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    publish(&nats.jetstream().await, "long.call", "{}", &[]).await;
+
+    let series = "sinkhost_deliveries_total{subscription=\"long\",outcome=\"delivered\"}";
+    wait_metric(&host, series, 1.0, WAIT).await;
+    let bodies: Vec<String> = receiver.requests().iter().map(|r| r.body_text()).collect();
+    assert_eq!(
+        bodies,
+        ["attempt 1", "attempt 1", "attempt 1"],
+        "one delivery, three calls"
+    );
+    // Wait past another ack_wait: an unacked message would come back by now.
+    receiver.assert_count_stays(3, Duration::from_secs(3)).await;
+}

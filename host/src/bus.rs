@@ -479,7 +479,7 @@ async fn deliver(
             attempt,
             max_attempts: policy.max_attempts,
         };
-        let call = tokio::time::timeout(sub.ack_wait, subscriber.sink.deliver(&input));
+        let call = tokio::time::timeout(call_limit(sub), subscriber.sink.deliver(&input));
         tokio::pin!(call);
         let half = sub.ack_wait / 2;
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
@@ -520,8 +520,8 @@ async fn deliver(
             })) => (Attempt::Reject(reason), "reject"),
             Ok(Err(error)) => (Attempt::Failed(error.to_string()), error.kind()),
             Err(_) => {
-                let slow = format!("delivery still running after ack_wait ({:?})", sub.ack_wait);
-                (Attempt::Failed(slow), "ack_wait")
+                let slow = format!("delivery still running after {:?}", call_limit(sub));
+                (Attempt::Failed(slow), "call_limit")
             }
         }
     };
@@ -579,6 +579,13 @@ async fn deliver(
             }
         }
     }
+}
+
+/// The longest one `deliver` call may take: room for a few HTTP calls of
+/// `timeout` each, and at least `ack_wait`. In-progress acks keep JetStream
+/// from redelivering the message meanwhile.
+fn call_limit(sub: &Subscription) -> Duration {
+    sub.ack_wait.max(sub.timeout * 4)
 }
 
 async fn settle(subscriber: &Subscriber, message: &jetstream::Message, kind: AckKind) {

@@ -5,7 +5,7 @@
 //!
 //! ```yaml
 //! settings:
-//!   mode: trap          # trap | loop | alloc | init-error | ok
+//!   mode: trap          # trap | loop | alloc | init-error | three-calls | ok
 //! ```
 
 use sinkhost_sdk::serde::Deserialize;
@@ -44,6 +44,12 @@ impl Sink for Hostile {
             "loop" => loop {
                 std::hint::black_box(msg.attempt);
             },
+            "three-calls" => {
+                // a slow plugin, not a hostile one: its calls add up past ack_wait
+                let _ = http::send(&ping);
+                let _ = http::send(&ping);
+                Outcome::Delivered
+            }
             "alloc" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {

@@ -1,0 +1,403 @@
+//! The operator's surface: `sinkhost check`, startup refusals, /healthz,
+//! /metrics, and how the host reconciles streams and consumers it finds.
+
+#[path = "common.rs"]
+mod common;
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{consumer, stream};
+use common::{hostile_plugin, metric, stream_yaml, sub_yaml, wait_metric};
+use support::{ConfigDir, Host, NatsServer, Receiver, publish, sinkhost_cli, workspace_root};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_accepts_the_reference_config() {
+    let dir = workspace_root().join("config.d");
+    let out = sinkhost_cli(
+        &["check", "--config-dir", dir.to_str().unwrap()],
+        "nats://unused:1",
+        &[],
+        WAIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    for name in ["backend-all-events", "mailer-auth-events", "stripe-drupal"] {
+        assert!(
+            out.stdout.contains(name),
+            "{name} missing from:\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout.contains("config.d is valid: 3 subscription(s)"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// `check` and `run` report the same config error, with file, line and key,
+/// and exit 2; `run` never gets as far as listening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_errors_exit_2_naming_file_line_and_key() {
+    let config = ConfigDir::new().file(
+        "20-mailer.yml",
+        "subscriptions:\n  - name: m\n    subject: mail.>\n    consumer: m-c\n    webhook:\n      url: http://127.0.0.1:1/x\n    backoff: 2x\n",
+    );
+    let dir = config.path().to_str().unwrap();
+    let expected =
+        format!("{dir}/20-mailer.yml:7: subscriptions[0].backoff: invalid duration \"2x\"");
+    for command in ["check", "run"] {
+        let out = sinkhost_cli(
+            &[command, "--config-dir", dir],
+            "nats://127.0.0.1:1",
+            &[],
+            WAIT,
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(2), "{command}: {out:?}");
+        assert!(
+            out.stderr.contains(&expected),
+            "{command} stderr:\n{}\nexpected {expected}",
+            out.stderr
+        );
+        assert!(
+            !out.stdout.contains("listening"),
+            "{command} started anyway"
+        );
+    }
+}
+
+/// A plugin whose `init` fails is a configuration error: `check` names the
+/// subscription, and `run` refuses to start before creating any consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_init_failure_stops_check_and_run_before_any_consumer() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::ok().await;
+    let bad = format!(
+        "plugin: \"{}\"\nsettings: {{mode: init-error}}",
+        hostile_plugin()
+    );
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}{}",
+            stream_yaml("init_s", &["init.>"]),
+            sub_yaml("good", "init.good", &receiver.url("/h"), ""),
+            sub_yaml("refuses", "init.bad", &receiver.url("/h"), &bad)
+        ),
+    );
+    let dir = config.path().to_str().unwrap();
+    for command in ["check", "run"] {
+        let out = sinkhost_cli(&[command, "--config-dir", dir], &nats.url(), &[], WAIT).await;
+        assert_eq!(out.status.code(), Some(2), "{command}: {out:?}");
+        assert!(
+            out.stderr.contains("subscription refuses")
+                && out
+                    .stderr
+                    .contains("plugin init failed: settings.mode is init-error"),
+            "{command} stderr:\n{}",
+            out.stderr
+        );
+    }
+    let js = nats.jetstream().await;
+    assert!(
+        js.get_stream("init_s").await.is_err(),
+        "run touched NATS before refusing"
+    );
+}
+
+/// /healthz is 503 while NATS is unreachable (before the first connection
+/// and after losing it) and 200 once every subscription consumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_follows_nats_and_the_consumers() {
+    let nats = NatsServer::start();
+    nats.stop();
+    let receiver = Receiver::ok().await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}",
+            stream_yaml("health_s", &["health.>"]),
+            sub_yaml("watched", "health.>", &receiver.url("/h"), "")
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    let (status, body) = host.http_get("/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["subscriptions"]["watched"], "starting");
+
+    nats.restart();
+    host.wait_healthy(WAIT).await;
+    let (_, body) = host.http_get("/healthz").await;
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "ok", "nats": "connected", "subscriptions": {"watched": "consuming"}})
+    );
+
+    nats.stop();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, _) = host.http_get("/healthz").await;
+        if status == 503 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz stayed {status} with NATS down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_deliveries_failures_and_dead_letters_per_subscription() {
+    let nats = NatsServer::start();
+    let ok = Receiver::ok().await;
+    let broken = Receiver::status(503).await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}{}",
+            stream_yaml("metrics_s", &["m.>"]),
+            sub_yaml("fine", "m.ok", &ok.url("/h"), ""),
+            sub_yaml(
+                "failing",
+                "m.bad",
+                &broken.url("/h"),
+                "retries: 1\nbackoff: \"100ms\""
+            )
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let js = nats.jetstream().await;
+    for _ in 0..3 {
+        publish(&js, "m.ok", "{}", &[]).await;
+    }
+    publish(&js, "m.bad", "{}", &[]).await;
+    wait_metric(
+        &host,
+        "sinkhost_dead_letters_total{subscription=\"failing\"}",
+        1.0,
+        WAIT,
+    )
+    .await;
+    wait_metric(
+        &host,
+        "sinkhost_deliveries_total{subscription=\"fine\",outcome=\"delivered\"}",
+        3.0,
+        WAIT,
+    )
+    .await;
+
+    let series = [
+        (
+            "sinkhost_deliveries_total{subscription=\"failing\",outcome=\"retry\"}",
+            2.0,
+        ),
+        (
+            "sinkhost_http_requests_total{subscription=\"fine\",result=\"2xx\"}",
+            3.0,
+        ),
+        (
+            "sinkhost_http_requests_total{subscription=\"failing\",result=\"5xx\"}",
+            2.0,
+        ),
+        (
+            "sinkhost_delivery_duration_seconds_count{subscription=\"fine\"}",
+            3.0,
+        ),
+        ("sinkhost_in_flight{subscription=\"fine\"}", 0.0),
+        (
+            "sinkhost_subscription_consuming{subscription=\"failing\"}",
+            1.0,
+        ),
+        ("sinkhost_nats_connected", 1.0),
+    ];
+    for (name, value) in series {
+        assert_eq!(metric(&host, name).await, Some(value), "{name}");
+    }
+    let (_, text) = host.http_get("/metrics").await;
+    assert!(
+        text.contains("# TYPE sinkhost_delivery_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("secret-fine"),
+        "a header value leaked into /metrics"
+    );
+}
+
+/// An existing durable with other settings is updated to the config (no
+/// get-or-create that keeps the old one), and the stream's age limit too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_stream_and_consumer_are_reconciled_with_the_config() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    let old_stream = js
+        .create_stream(stream::Config {
+            name: "rec_s".into(),
+            subjects: vec!["rec.>".into()],
+            max_age: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    old_stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("rec-consumer".into()),
+            filter_subject: "rec.>".into(),
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 1000,
+            max_deliver: 10,
+            backoff: vec![Duration::from_secs(1), Duration::from_secs(2)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let receiver = Receiver::ok().await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}",
+            stream_yaml("rec_s", &["rec.>", "more.>"]),
+            sub_yaml(
+                "rec",
+                "rec.>",
+                &receiver.url("/h"),
+                "max_concurrency: 7\nack_wait: \"45s\""
+            )
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+
+    let mut stream = js.get_stream("rec_s").await.unwrap();
+    let info = stream.info().await.unwrap().config.clone();
+    assert_eq!(info.max_age, Duration::from_secs(3600));
+    assert_eq!(info.subjects, ["rec.>", "more.>"]);
+    let mut consumer: consumer::PullConsumer = stream.get_consumer("rec-consumer").await.unwrap();
+    let got = consumer.info().await.unwrap().config.clone();
+    assert_eq!(got.max_ack_pending, 7);
+    assert_eq!(got.ack_wait, Duration::from_secs(45));
+    assert!(
+        got.backoff.is_empty(),
+        "a consumer BackOff would replace AckWait: {:?}",
+        got.backoff
+    );
+    assert_eq!(
+        got.max_deliver, -1,
+        "attempts are counted by the host (see README)"
+    );
+    publish(&js, "rec.x", "{}", &[]).await;
+    receiver.wait_for(1, WAIT).await;
+}
+
+/// A difference NATS cannot apply in place fails the start, saying what.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchangeable_differences_fail_the_start_loudly() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    let existing = js
+        .create_stream(stream::Config {
+            name: "fixed_s".into(),
+            subjects: vec!["fixed.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    existing
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("fixed-consumer".into()),
+            filter_subject: "fixed.>".into(),
+            deliver_policy: consumer::DeliverPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let receiver = Receiver::ok().await;
+    let sub = sub_yaml("fixed", "fixed.>", &receiver.url("/h"), "");
+
+    let consumer_conflict = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{sub}",
+            stream_yaml("fixed_s", &["fixed.>"])
+        ),
+    );
+    let host = Host::start(consumer_conflict.path(), &nats.url(), &[]).await;
+    let status = host.wait_exit(WAIT).await;
+    assert!(!status.success());
+    let logs = host.logs().join("\n");
+    assert!(
+        logs.contains("fixed-consumer") && logs.contains("deliver policy"),
+        "{logs}"
+    );
+
+    let storage_conflict = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{sub}",
+            stream_yaml("fixed_s", &["fixed.>"]).replace("storage: file", "storage: memory")
+        ),
+    );
+    let host = Host::start(storage_conflict.path(), &nats.url(), &[]).await;
+    let status = host.wait_exit(WAIT).await;
+    assert!(!status.success());
+    let logs = host.logs().join("\n");
+    assert!(
+        logs.contains("stream fixed_s exists with storage file, config.d wants memory"),
+        "{logs}"
+    );
+}
+
+/// The seed's format has no `stream:` block: each subscription uses the
+/// stream that already holds its subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_format_uses_the_existing_stream_of_its_subject() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    js.create_stream(stream::Config {
+        name: "seed_s".into(),
+        subjects: vec!["order.>".into(), "stripe.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let receiver = Receiver::ok().await;
+    let config = ConfigDir::new().file(
+        "30-stripe-drupal.yml",
+        format!(
+            "subscriptions:\n{}",
+            sub_yaml(
+                "stripe-drupal",
+                "stripe.drupal",
+                &receiver.url("/stripe"),
+                ""
+            )
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    publish(&js, "stripe.drupal", r#"{"id":"evt_1"}"#, &[]).await;
+    publish(&js, "order.created", "{}", &[]).await;
+    let got = receiver.wait_for(1, WAIT).await;
+    assert_eq!(got[0].json()["subject"], "stripe.drupal");
+    wait_metric(
+        &host,
+        "sinkhost_deliveries_total{subscription=\"stripe-drupal\",outcome=\"delivered\"}",
+        1.0,
+        WAIT,
+    )
+    .await;
+    receiver
+        .assert_count_stays(1, Duration::from_millis(500))
+        .await;
+}
