@@ -21,12 +21,13 @@ TEST_PLUGIN_DIR := target/release/test-plugins
 
 export NATS_SERVER_BIN := $(NATS)
 
-.PHONY: help setup build host plugins run test lint fmt clean
+.PHONY: help setup build host plugins run test lint fmt bench clean
 
 help:
 	@echo "make run    - start a local NATS + dev receiver and run sinkhost on config.d"
 	@echo "make test   - lint, build and run every test"
 	@echo "make build  - build the host and the built-in plugins (target/release)"
+	@echo "make bench  - print the plugin cost per delivery"
 	@echo "make setup  - install the wasm32-wasip2 target and nats-server (into .tools/)"
 
 setup: $(NATS) .tools/wasm-target
@@ -70,6 +71,10 @@ lint: .tools/wasm-target
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release --target wasm32-wasip2 -p sinkhost-sdk $(addprefix -p ,$(PLUGINS) $(TEST_PLUGINS)) -- -D warnings
+
+# Figures, never pass/fail: the wasm path's cost per delivery.
+bench: build
+	$(CARGO) bench -p sinkhost --bench plugin_cost
 
 fmt:
 	$(CARGO) fmt --all

@@ -119,9 +119,30 @@ impl Allowlist {
 /// that subscription's allowlist and timeout.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    client: reqwest::Client,
+    transport: Transport,
     allow: Allowlist,
     timeout: Duration,
+}
+
+/// Where allowed requests go.
+#[derive(Debug, Clone)]
+enum Transport {
+    /// Onto the network through the shared client.
+    Network(reqwest::Client),
+    /// Nowhere: each request is recorded and answered `200` with an empty
+    /// body (`plugin test --dry-run`, and benchmarks of the plugin alone).
+    DryRun(Recorder),
+}
+
+/// The requests a dry-run [`Outbound`] was asked to send, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<Request>>>);
+
+impl Recorder {
+    /// Takes the requests recorded so far.
+    pub fn take(&self) -> Vec<Request> {
+        std::mem::take(&mut *self.0.lock().expect("recorder lock"))
+    }
 }
 
 impl Outbound {
@@ -144,19 +165,42 @@ impl Outbound {
     /// A subscription's view of `client`.
     pub fn new(client: reqwest::Client, allow: Allowlist, timeout: Duration) -> Self {
         Outbound {
-            client,
+            transport: Transport::Network(client),
             allow,
             timeout,
         }
+    }
+
+    /// An outbound that checks the allowlist but sends nothing: it records each
+    /// request and answers `200` with an empty body.
+    pub fn dry_run(allow: Allowlist) -> (Self, Recorder) {
+        let recorder = Recorder::default();
+        let outbound = Outbound {
+            transport: Transport::DryRun(recorder.clone()),
+            allow,
+            timeout: Duration::ZERO,
+        };
+        (outbound, recorder)
     }
 
     /// Sends `req` if its host is allowed, within the timeout, reading at most
     /// [`BODY_LIMIT`] bytes of the response body.
     pub async fn send(&self, req: Request) -> Result<Response, HttpError> {
         let url = self.allow.check(&req.url)?;
+        let client = match &self.transport {
+            Transport::Network(client) => client,
+            Transport::DryRun(recorder) => {
+                recorder.0.lock().expect("recorder lock").push(req);
+                return Ok(Response {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                });
+            }
+        };
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| HttpError::Other(format!("invalid method {:?}", req.method)))?;
-        let mut builder = self.client.request(method, url).timeout(self.timeout);
+        let mut builder = client.request(method, url).timeout(self.timeout);
         for (name, value) in &req.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
@@ -247,6 +291,25 @@ mod tests {
         assert!(allow.check("http://b.example:1234/").is_ok());
         assert!(allow.check("https://c.example:8443/").is_ok());
         assert!(allow.check("https://c.example/").is_err());
+    }
+
+    #[tokio::test]
+    async fn dry_run_records_allowed_requests_and_denies_the_rest() {
+        let (outbound, recorder) = Outbound::dry_run(Allowlist::new(&["a.example:80".into()]));
+        let request = |url: &str| Request {
+            method: "POST".into(),
+            url: url.into(),
+            headers: vec![("X-A".into(), "1".into())],
+            body: b"{}".to_vec(),
+        };
+        let response = outbound
+            .send(request("http://a.example/hook"))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 200);
+        let denied = outbound.send(request("http://b.example/hook")).await;
+        assert!(matches!(denied, Err(HttpError::Denied(_))));
+        assert_eq!(recorder.take(), [request("http://a.example/hook")]);
     }
 
     #[test]

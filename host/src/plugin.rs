@@ -257,6 +257,11 @@ impl Sink {
         Ok(())
     }
 
+    /// Drops the idle instances, so the next deliveries start fresh ones.
+    pub fn discard_idle(&self) {
+        self.idle.lock().expect("idle lock").clear();
+    }
+
     /// Runs the plugin's `deliver` on `msg` in a pooled instance. A trap or
     /// a blown deadline discards the instance.
     pub async fn deliver(&self, msg: &Message) -> Result<Delivery, PluginError> {
