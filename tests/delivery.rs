@@ -320,6 +320,18 @@ async fn failing_forever_dead_letters_after_the_last_attempt() {
         !host.logs().join("\n").contains("secret-doomed"),
         "a header value leaked into the log"
     );
+    // The plugin's own log lines land in the host's log, with the subscription.
+    let plugin_lines: Vec<serde_json::Value> = host
+        .json_logs()
+        .into_iter()
+        .filter(|l| l["fields"]["plugin"] == true && l["fields"]["subscription"] == "doomed")
+        .collect();
+    assert_eq!(plugin_lines.len(), 3, "one warning per failed attempt");
+    let first = plugin_lines[0]["fields"]["message"].as_str().unwrap();
+    assert!(
+        first.contains("HTTP 500") && first.contains("attempt 1/3"),
+        "{first}"
+    );
 }
 
 /// A plugin that traps costs its message attempts, never the host: the other
@@ -480,4 +492,90 @@ async fn in_progress_acks_keep_a_long_call_from_being_redelivered() {
     );
     // Wait past another ack_wait: an unacked message would come back by now.
     receiver.assert_count_stays(3, Duration::from_secs(3)).await;
+}
+
+/// A plugin that spins forever hits its CPU deadline; one that allocates
+/// without end hits its memory cap. Both cost their message an attempt and
+/// are dead-lettered with the reason, while a third subscription keeps flowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_deadline_and_memory_cap_contain_runaway_plugins() {
+    let nats = NatsServer::start();
+    let pings = Receiver::ok().await;
+    let healthy = Receiver::ok().await;
+    let hostile = |mode: &str| {
+        format!(
+            "plugin: \"{}\"\nretries: 0\nsettings: {{mode: {mode}}}",
+            hostile_plugin()
+        )
+    };
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}{}{}",
+            stream_yaml("runaway_s", &["spin.>", "hog.>", "fine.>"]),
+            sub_yaml("spinner", "spin.>", &pings.url("/spin"), &hostile("loop")),
+            sub_yaml("hog", "hog.>", &pings.url("/hog"), &hostile("alloc")),
+            sub_yaml("fine", "fine.>", &healthy.url("/hook"), "")
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let js = nats.jetstream().await;
+    publish(&js, "spin.1", "{}", &[]).await;
+    publish(&js, "hog.1", "{}", &[]).await;
+    for i in 0..5 {
+        publish(&js, &format!("fine.{i}"), "{}", &[]).await;
+    }
+    healthy.wait_for(5, WAIT).await;
+    wait_metric(
+        &host,
+        "sinkhost_dead_letters_total{subscription=\"spinner\"}",
+        1.0,
+        WAIT,
+    )
+    .await;
+    wait_metric(
+        &host,
+        "sinkhost_dead_letters_total{subscription=\"hog\"}",
+        1.0,
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        metric(
+            &host,
+            "sinkhost_deliveries_total{subscription=\"spinner\",outcome=\"deadline\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &host,
+            "sinkhost_deliveries_total{subscription=\"hog\",outcome=\"trap\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+    let letters = dlq_messages(&js, "runaway_s").await;
+    let reason = |sub: &str| {
+        letters
+            .iter()
+            .find(|l| l.subject == format!("dlq.{sub}"))
+            .and_then(|l| l.header("Sinkhost-Last-Error"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        reason("spinner").contains("exceeded its CPU budget"),
+        "{}",
+        reason("spinner")
+    );
+    assert!(
+        reason("hog").contains("plugin trapped"),
+        "{}",
+        reason("hog")
+    );
+    let (status, _) = host.http_get("/healthz").await;
+    assert_eq!(status, 200);
 }
