@@ -401,3 +401,87 @@ async fn seed_format_uses_the_existing_stream_of_its_subject() {
         .assert_count_stays(1, Duration::from_millis(500))
         .await;
 }
+
+/// `plugin test --dry-run` shows what the destination would receive, with
+/// credentials masked, and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_test_dry_run_prints_the_request_with_secrets_masked() {
+    let config = ConfigDir::new().file("order.json", r#"{"order_id":42}"#);
+    let payload = config.path().join("order.json");
+    let out = sinkhost_cli(
+        &[
+            "plugin",
+            "test",
+            "http-webhook",
+            "--subject",
+            "order.completed",
+            "--payload",
+            payload.to_str().unwrap(),
+            "--webhook-header",
+            "Authorization: Bearer hush-123456",
+            "--settings",
+            r#"{"reject_status": [422]}"#,
+            "--id",
+            "order-42",
+            "--dry-run",
+        ],
+        "nats://unused:1",
+        &[],
+        WAIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "POST http://127.0.0.1:8091/hook");
+    assert!(lines.contains(&"Authorization: [masked]"), "{}", out.stdout);
+    assert!(
+        lines.contains(&"Idempotency-Key: order-42"),
+        "{}",
+        out.stdout
+    );
+    let body = lines
+        .iter()
+        .find(|l| l.starts_with('{'))
+        .expect("a JSON body");
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["data"], serde_json::json!({"order_id": 42}));
+    assert_eq!(body["message_id"], "order-42");
+    assert_eq!(lines.last(), Some(&"outcome: delivered (last HTTP 200)"));
+    assert!(!out.stdout.contains("hush-123456") && !out.stderr.contains("hush-123456"));
+}
+
+/// Without `--dry-run` the request really goes out; a failing destination
+/// shows as `retry`, and a plugin that rejects its settings exits 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_test_sends_for_real_and_reports_init_errors() {
+    let receiver = Receiver::status(503).await;
+    let config = ConfigDir::new().file("p.json", "{}");
+    let payload = config.path().join("p.json");
+    let url = receiver.url("/hook");
+    let base = [
+        "plugin",
+        "test",
+        "http-webhook",
+        "--subject",
+        "a.b",
+        "--payload",
+        payload.to_str().unwrap(),
+        "--url",
+        url.as_str(),
+    ];
+    let out = sinkhost_cli(&base, "nats://unused:1", &[], WAIT).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.stdout.trim(), "outcome: retry (last HTTP 503)");
+    assert_eq!(receiver.count(), 1);
+
+    let mut bad = base.to_vec();
+    bad.extend(["--settings", r#"{"reject_stauts": [422]}"#]);
+    let out = sinkhost_cli(&bad, "nats://unused:1", &[], WAIT).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("plugin init failed: invalid settings: unknown field `reject_stauts`"),
+        "{}",
+        out.stderr
+    );
+}

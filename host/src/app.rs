@@ -127,17 +127,12 @@ pub async fn prepare(config: &Config, limits: Limits) -> Result<Vec<Prepared>, P
             subscription: Some(sub.clone()),
             error,
         };
-        let spec = SinkSpec {
-            subscription: sub.name.clone(),
-            plugin: sub.plugin.path.clone(),
-            init_json: sub.plugin_init_json(),
-            outbound: Outbound::new(
-                client.clone(),
-                Allowlist::new(&sub.allowed_hosts()),
-                sub.timeout,
-            ),
-            secrets: sub.secrets(),
-        };
+        let outbound = Outbound::new(
+            client.clone(),
+            Allowlist::new(&sub.allowed_hosts()),
+            sub.timeout,
+        );
+        let spec = sink_spec(sub, outbound);
         let sink = runtime.sink(spec).map_err(failed)?;
         sink.check().await.map_err(failed)?;
         prepared.push(Prepared {
@@ -146,6 +141,17 @@ pub async fn prepare(config: &Config, limits: Limits) -> Result<Vec<Prepared>, P
         });
     }
     Ok(prepared)
+}
+
+/// What a subscription's plugin needs to know, with `outbound` as its `http`.
+pub fn sink_spec(sub: &Subscription, outbound: Outbound) -> SinkSpec {
+    SinkSpec {
+        subscription: sub.name.clone(),
+        plugin: sub.plugin.path.clone(),
+        init_json: sub.plugin_init_json(),
+        outbound,
+        secrets: sub.secrets(),
+    }
 }
 
 /// A plugin that failed to load or initialise, with the subscription it serves.

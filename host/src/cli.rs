@@ -1,7 +1,7 @@
 //! The command line: parse arguments, set up logging, call the library, map
 //! errors to exit codes. No logic lives here that a test would need.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::{self, NatsOptions};
 use crate::config::{self, Config, PluginSearch};
 use crate::deadletter;
-use crate::plugin::Limits;
+use crate::plugin::{Delivery, Limits, Outcome};
+use crate::scaffold::{self, Lang};
+use crate::tryout::TryOut;
 
 /// Exit code for an invalid configuration (`check`, and `run` before it starts).
 pub const EXIT_CONFIG: u8 = 2;
@@ -44,6 +46,11 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// Work on plugins without NATS.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
     },
     /// Publish one message to JetStream (a development convenience).
     Publish {
@@ -83,6 +90,61 @@ enum DlqCommand {
         #[command(flatten)]
         nats: NatsArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Run one plugin on one message and print its outcome (exit 0 delivered,
+    /// 1 retry/reject/trap, 2 the plugin failed to load or init).
+    Test(PluginTestArgs),
+    /// Write a new plugin project that builds and passes `plugin test` as is.
+    New {
+        /// The plugin's name (lower case, digits, '-').
+        name: String,
+        /// The language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+        /// The folder to create the project in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The sinkhost-sdk crate (Rust only; default: this source tree's `sdk/`).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+/// `sinkhost plugin test`'s arguments.
+#[derive(Debug, Args)]
+struct PluginTestArgs {
+    /// A built-in name (`http-webhook`) or a path to a `.wasm`.
+    plugin: String,
+    /// The message's subject.
+    #[arg(long)]
+    subject: String,
+    /// A file holding the payload; `-` reads stdin.
+    #[arg(long)]
+    payload: PathBuf,
+    /// The plugin's `settings`: JSON text, or a JSON/YAML file.
+    #[arg(long)]
+    settings: Option<String>,
+    /// `webhook.url`.
+    #[arg(long, default_value = "http://127.0.0.1:8091/hook")]
+    url: String,
+    /// A `webhook.headers` entry `Name: value`; repeatable.
+    #[arg(long = "webhook-header")]
+    webhook_headers: Vec<String>,
+    /// A NATS header on the message `Name: value`; repeatable.
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// The message id the plugin sees.
+    #[arg(long, default_value = "plugin-test-1")]
+    id: String,
+    /// Print the requests the plugin would make instead of sending them.
+    #[arg(long)]
+    dry_run: bool,
+    /// Per-request timeout when sending for real.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +286,32 @@ async fn execute(cli: Cli) -> ExitCode {
             init_logging(false);
             report(dlq_list(config, subscription, stream, json, nats.into()).await)
         }
+        Command::Plugin {
+            command: PluginCommand::Test(args),
+        } => {
+            init_logging(false);
+            plugin_test(args).await
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    lang,
+                    dir,
+                    sdk,
+                },
+        } => {
+            let sdk = sdk.unwrap_or_else(scaffold::default_sdk);
+            match scaffold::create(&name, lang, &dir, &sdk) {
+                Ok(files) => {
+                    for file in files {
+                        println!("created {}", file.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => config_error(&e),
+            }
+        }
         Command::Publish {
             subject,
             payload,
@@ -236,6 +324,99 @@ async fn execute(cli: Cli) -> ExitCode {
             report(publish(subject, payload, file, headers, id, nats.into()).await)
         }
     }
+}
+
+/// `Name: value` arguments as pairs.
+fn header_pairs(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    args.iter()
+        .map(|arg| {
+            let (name, value) = arg
+                .split_once(':')
+                .with_context(|| format!("header {arg:?} is not `Name: value`"))?;
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// `--settings`: JSON text, or a JSON or YAML file; absent means `{}`.
+fn parse_settings(arg: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    let Some(arg) = arg else {
+        return Ok(serde_json::json!({}));
+    };
+    if arg.trim_start().starts_with('{') {
+        return serde_json::from_str(arg).context("--settings is not valid JSON");
+    }
+    let text =
+        std::fs::read_to_string(arg).with_context(|| format!("reading settings file {arg}"))?;
+    serde_yaml::from_str(&text).with_context(|| format!("{arg} is not valid JSON or YAML"))
+}
+
+async fn plugin_test(args: PluginTestArgs) -> ExitCode {
+    let tryout = match tryout_from(args) {
+        Ok(tryout) => tryout,
+        Err(e) => return config_error(&format!("{e:#}")),
+    };
+    let report = match tryout.run().await {
+        Ok(report) => report,
+        Err(e) => return config_error(&e),
+    };
+    for request in &report.requests {
+        println!("{request}\n");
+    }
+    let (line, code) = match report.result {
+        Ok(Delivery { outcome, last_http }) => {
+            let after = last_http
+                .map(|h| format!(" (last {h})"))
+                .unwrap_or_default();
+            match outcome {
+                Outcome::Delivered => (format!("delivered{after}"), ExitCode::SUCCESS),
+                Outcome::Retry(delay) => {
+                    let when = delay
+                        .map(|d| format!(" in {}ms", d.as_millis()))
+                        .unwrap_or_default();
+                    (format!("retry{when}{after}"), ExitCode::FAILURE)
+                }
+                Outcome::Reject(reason) => (format!("reject: {reason}{after}"), ExitCode::FAILURE),
+            }
+        }
+        Err(e) => (format!("error: {e}"), ExitCode::FAILURE),
+    };
+    println!("outcome: {line}");
+    code
+}
+
+fn tryout_from(args: PluginTestArgs) -> anyhow::Result<TryOut> {
+    let plugin = PluginSearch::from_env()
+        .resolve(&args.plugin, Path::new("."))
+        .map_err(|tried| {
+            let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+            anyhow::anyhow!(
+                "plugin {:?} not found (looked at {})",
+                args.plugin,
+                tried.join(", ")
+            )
+        })?;
+    let payload = if args.payload.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("reading stdin")?;
+        bytes
+    } else {
+        std::fs::read(&args.payload)
+            .with_context(|| format!("reading {}", args.payload.display()))?
+    };
+    Ok(TryOut {
+        plugin,
+        plugin_name: args.plugin,
+        url: args.url,
+        webhook_headers: header_pairs(&args.webhook_headers)?.into_iter().collect(),
+        settings: parse_settings(args.settings.as_deref())?,
+        subject: args.subject,
+        payload,
+        headers: header_pairs(&args.headers)?,
+        id: args.id,
+        dry_run: args.dry_run,
+        timeout: args.timeout,
+    })
 }
 
 fn config_error(error: &dyn std::fmt::Display) -> ExitCode {
@@ -266,7 +447,11 @@ fn init_logging(json: bool) {
             .with_span_list(false)
             .init();
     } else {
-        builder.with_writer(std::io::stderr).init();
+        use std::io::IsTerminal;
+        builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init();
     }
 }
 
@@ -342,11 +527,8 @@ async fn publish(
         (None, None) => Vec::new(),
     };
     let mut map = async_nats::HeaderMap::new();
-    for header in &headers {
-        let (name, value) = header
-            .split_once(':')
-            .with_context(|| format!("header {header:?} is not `Name: value`"))?;
-        map.append(name.trim(), value.trim());
+    for (name, value) in header_pairs(&headers)? {
+        map.append(name, value);
     }
     if let Some(id) = id {
         map.insert("Nats-Msg-Id", id.as_str());

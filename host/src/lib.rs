@@ -14,4 +14,6 @@ mod metrics;
 pub mod outbound;
 pub mod plugin;
 pub mod retry;
+pub mod scaffold;
 mod server;
+pub mod tryout;
