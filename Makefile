@@ -14,7 +14,7 @@ WASM_OUT   := target/wasm32-wasip2/release
 BIN        := target/release/sinkhost
 PLUGIN_DIR := target/release/plugins
 # crate name -> the plugin name config.d uses
-PLUGINS    := http-webhook
+PLUGINS    := http-webhook mailer-apikey drupal-stripe
 # plugins only the tests load (target/release/test-plugins/<name>.wasm)
 TEST_PLUGINS := test-hostile
 TEST_PLUGIN_DIR := target/release/test-plugins

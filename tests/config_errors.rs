@@ -50,8 +50,19 @@ struct Plugins {
 }
 
 fn plugins() -> Plugins {
+    plugins_named(&["http-webhook"])
+}
+
+/// Like [`plugins`], with every built-in plugin the reference config.d names.
+fn builtin_plugins() -> Plugins {
+    plugins_named(&["http-webhook", "mailer-apikey", "drupal-stripe"])
+}
+
+fn plugins_named(names: &[&str]) -> Plugins {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("http-webhook.wasm"), b"").expect("dummy plugin");
+    for name in names {
+        std::fs::write(dir.path().join(format!("{name}.wasm")), b"").expect("dummy plugin");
+    }
     let search = PluginSearch {
         dirs: vec![dir.path().to_owned()],
     };
@@ -218,7 +229,7 @@ fn seed_files_load_unchanged() {
 
 #[test]
 fn reference_config_d_loads_with_dev_defaults() {
-    let plugins = plugins();
+    let plugins = builtin_plugins();
     let config = config::load(&repo_root().join("config.d"), &|_| None, &plugins.search)
         .unwrap_or_else(|err| panic!("{err}"));
     let stream = config.stream.as_ref().expect("00-stream.yml");
@@ -263,7 +274,11 @@ fn reference_config_d_loads_with_dev_defaults() {
     );
     let mailer = config.subscription("mailer-auth-events").unwrap();
     assert_eq!(mailer.webhook.url, "http://127.0.0.1:8091/mail-template");
-    assert_eq!(mailer.webhook.headers["X-API-Key"], "dev-mailer-key");
+    assert!(mailer.webhook.headers.is_empty());
+    assert_eq!(
+        mailer.settings,
+        serde_json::json!({"api_key": "dev-mailer-key"})
+    );
     let stripe = config.subscription("stripe-drupal").unwrap();
     assert_eq!(stripe.subject, "stripe.drupal");
     assert_eq!(stripe.webhook.url, "http://127.0.0.1:8091/stripe-webhook");
@@ -271,8 +286,20 @@ fn reference_config_d_loads_with_dev_defaults() {
         stripe.webhook.headers["Authorization"],
         "Bearer dev-drupal-secret"
     );
+    assert_eq!(
+        stripe.settings,
+        serde_json::json!({"signing_secret": "whsec_dev_only_not_secret"})
+    );
+    let plugin_names: Vec<&str> = config
+        .subscriptions
+        .iter()
+        .map(|s| s.plugin.name.as_str())
+        .collect();
+    assert_eq!(
+        plugin_names,
+        ["http-webhook", "mailer-apikey", "drupal-stripe"]
+    );
     for sub in &config.subscriptions {
-        assert_eq!(sub.plugin.name, "http-webhook", "{}", sub.name);
         assert_eq!(
             (
                 sub.timeout,
@@ -297,7 +324,7 @@ fn reference_config_d_loads_with_dev_defaults() {
 
 #[test]
 fn reference_config_d_takes_values_from_the_environment() {
-    let plugins = plugins();
+    let plugins = builtin_plugins();
     let env = |name: &str| match name {
         "MAILER_WEBHOOK_URL" => Some("https://mailer.internal/mail-template".to_owned()),
         "MAILER_API_KEY" => Some("prod-key-123".to_owned()),
@@ -309,7 +336,7 @@ fn reference_config_d_takes_values_from_the_environment() {
         .unwrap_or_else(|err| panic!("{err}"));
     let mailer = config.subscription("mailer-auth-events").unwrap();
     assert_eq!(mailer.webhook.url, "https://mailer.internal/mail-template");
-    assert_eq!(mailer.webhook.headers["X-API-Key"], "prod-key-123");
+    assert_eq!(mailer.settings["api_key"], "prod-key-123");
     assert_eq!(mailer.allowed_hosts(), ["mailer.internal:443"]);
     let backend = config.subscription("backend-all-events").unwrap();
     assert_eq!(

@@ -32,6 +32,10 @@ async fn reference_config_fans_out_by_subject_with_envelope_and_auth() {
         ("MAILER_API_KEY", "mailer-k3y".to_owned()),
         ("DRUPAL_STRIPE_WEBHOOK_URL", drupal.url("/stripe-webhook")),
         ("DRUPAL_WEBHOOK_SECRET", "drupal-s3cret".to_owned()),
+        (
+            "DRUPAL_STRIPE_SIGNING_SECRET",
+            "whsec_drupal-s1gn".to_owned(),
+        ),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let host = Host::start(&workspace_root().join("config.d"), &nats.url(), &env).await;
@@ -52,13 +56,9 @@ async fn reference_config_fans_out_by_subject_with_envelope_and_auth() {
         &[("Nats-Msg-Id", "mail-1")],
     )
     .await;
-    let stripe = publish(
-        &js,
-        "stripe.drupal",
-        r#"{"id":"evt_1","type":"charge.succeeded"}"#,
-        &[],
-    )
-    .await;
+    // Spacing and key order a re-encoding would change: Drupal must get these bytes.
+    let stripe_event = r#"{"id": "evt_1", "object": "event", "type": "charge.succeeded"}"#;
+    let stripe = publish(&js, "stripe.drupal", stripe_event, &[]).await;
 
     let at_backend = backend.wait_for(3, WAIT).await;
     let at_mailer = mailer.wait_for(1, WAIT).await;
@@ -81,10 +81,9 @@ async fn reference_config_fans_out_by_subject_with_envelope_and_auth() {
         subjects(&at_mailer),
         BTreeSet::from(["mail.welcome".into()])
     );
-    assert_eq!(
-        subjects(&at_drupal),
-        BTreeSet::from(["stripe.drupal".into()])
-    );
+    // drupal-stripe sends the Stripe event itself, not the envelope.
+    assert_eq!(at_drupal.len(), 1, "one Stripe event, one POST");
+    assert_eq!(at_drupal[0].body_text(), stripe_event);
 
     // The envelope, field by field, for the order event.
     let order_req = at_backend
@@ -130,17 +129,46 @@ async fn reference_config_fans_out_by_subject_with_envelope_and_auth() {
         Some("Bearer backend-s3cret")
     );
 
+    // The mailer gets the envelope plus the template named by the subject.
+    let mail = at_mailer[0].json();
+    assert_eq!(mail.as_object().unwrap().len(), 5, "{mail}");
+    assert_eq!(mail["template"], "welcome");
+    assert_eq!(mail["data"], serde_json::json!({"to": "a@example.com"}));
+    assert_eq!(at_mailer[0].path, "/mail-template");
+    assert_eq!(
+        at_mailer[0].header("content-type"),
+        Some("application/json")
+    );
+
     // Producer-set ids win; each destination gets its own auth.
-    assert_eq!(at_mailer[0].json()["message_id"], "mail-1");
+    assert_eq!(mail["message_id"], "mail-1");
+    assert_eq!(at_mailer[0].idempotency_key(), Some("mail-1"));
     assert_eq!(at_mailer[0].header("x-api-key"), Some("mailer-k3y"));
+    assert_eq!(at_mailer[0].header("authorization"), None);
+    assert_eq!(at_drupal[0].path, "/stripe-webhook");
     assert_eq!(
         at_drupal[0].header("authorization"),
         Some("Bearer drupal-s3cret")
     );
+    assert_eq!(
+        at_drupal[0].header("content-type"),
+        Some("application/json")
+    );
+    // Stripe's format; tests/plugins_builtin.rs verifies it with stripe-python.
+    let signature = at_drupal[0].header("stripe-signature").unwrap_or_default();
+    let (t, v1) = signature
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(",v1="))
+        .unwrap_or_else(|| panic!("Stripe-Signature {signature:?}"));
+    assert!(t.parse::<u64>().is_ok(), "{signature}");
+    assert!(
+        v1.len() == 64 && v1.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{signature}"
+    );
 
     // The same stream message carries the same id at every subscription.
     let stripe_id = format!("nats-msg-{}", stripe.sequence);
-    assert_eq!(at_drupal[0].json()["message_id"], stripe_id.as_str());
+    assert_eq!(at_drupal[0].idempotency_key(), Some(stripe_id.as_str()));
     let at_backend_stripe = at_backend
         .iter()
         .find(|r| r.json()["subject"] == "stripe.drupal")
@@ -149,7 +177,12 @@ async fn reference_config_fans_out_by_subject_with_envelope_and_auth() {
 
     // Secrets from config.d never reach the log.
     let logs = host.logs().join("\n");
-    for secret in ["backend-s3cret", "mailer-k3y", "drupal-s3cret"] {
+    for secret in [
+        "backend-s3cret",
+        "mailer-k3y",
+        "drupal-s3cret",
+        "whsec_drupal-s1gn",
+    ] {
         assert!(!logs.contains(secret), "{secret} leaked into the log");
     }
 }

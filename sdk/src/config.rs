@@ -85,6 +85,40 @@ impl Config {
     }
 }
 
+impl Webhook {
+    /// The `url`, when it is an absolute `http://` or `https://` URL with a
+    /// host; else the error `init` should return. (The host checks the URL
+    /// further when it sends; this catches an empty or unexpanded value early.)
+    pub fn require_url(&self) -> Result<String, String> {
+        let rest = self
+            .url
+            .strip_prefix("https://")
+            .or_else(|| self.url.strip_prefix("http://"));
+        match rest {
+            Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(self.url.clone()),
+            _ => Err("webhook.url must be an absolute http:// or https:// URL".into()),
+        }
+    }
+
+    /// Whether the configured headers set `name` (case-insensitive). Plugins
+    /// that compute a header themselves (a signature, an API key from
+    /// `settings`) refuse a configured one in `init` rather than send both.
+    pub fn has_header(&self, name: &str) -> bool {
+        crate::http::find_header(&self.headers, name).is_some()
+    }
+
+    /// The configured headers, preceded by each of `defaults` whose name they
+    /// do not set, e.g. `headers_with_defaults(&[("Content-Type", "application/json")])`.
+    pub fn headers_with_defaults(&self, defaults: &[(&str, &str)]) -> Vec<(String, String)> {
+        defaults
+            .iter()
+            .filter(|(name, _)| !self.has_header(name))
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .chain(self.headers.iter().cloned())
+            .collect()
+    }
+}
+
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Settings may hold secrets too (API keys, signing secrets): keys only.
@@ -205,6 +239,69 @@ mod tests {
             Config::from_json(r#"{"subscription": "s", "webhook": {"headers": {"X-Port": 8080}}}"#)
                 .unwrap_err();
         assert!(err.contains("invalid type: integer `8080`"), "{err}");
+    }
+
+    fn webhook(url: &str, headers: &[(&str, &str)]) -> Webhook {
+        Webhook {
+            url: url.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn require_url_wants_an_absolute_http_url() {
+        for good in [
+            "http://h",
+            "https://example.com/hook?x=1",
+            "http://127.0.0.1:8091/x",
+        ] {
+            assert_eq!(webhook(good, &[]).require_url().as_deref(), Ok(good));
+        }
+        for bad in [
+            "",
+            "example.com/hook",
+            "ftp://h/x",
+            "https://",
+            "http:///path",
+            "${URL}",
+        ] {
+            assert_eq!(
+                webhook(bad, &[]).require_url(),
+                Err("webhook.url must be an absolute http:// or https:// URL".into()),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_come_first_unless_configured() {
+        let hook = webhook(
+            "http://h",
+            &[("Authorization", "Bearer t"), ("X-Team", "ops")],
+        );
+        assert!(hook.has_header("authorization") && !hook.has_header("content-type"));
+        assert_eq!(
+            hook.headers_with_defaults(&[("Content-Type", "application/json")]),
+            [
+                ("Content-Type".to_string(), "application/json".to_string()),
+                ("Authorization".to_string(), "Bearer t".to_string()),
+                ("X-Team".to_string(), "ops".to_string()),
+            ]
+        );
+        let own = webhook(
+            "http://h",
+            &[("content-type", "application/cloudevents+json")],
+        );
+        assert_eq!(
+            own.headers_with_defaults(&[("Content-Type", "application/json")]),
+            [(
+                "content-type".to_string(),
+                "application/cloudevents+json".to_string()
+            )]
+        );
     }
 
     #[test]

@@ -90,6 +90,7 @@ mod envelope;
 pub mod http;
 pub mod log;
 mod message;
+pub mod sign;
 mod time;
 
 pub use config::{Config, Webhook};
