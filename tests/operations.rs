@@ -485,3 +485,58 @@ async fn plugin_test_sends_for_real_and_reports_init_errors() {
         out.stderr
     );
 }
+
+/// `plugin new` writes a project that builds with the language's own
+/// toolchain and passes `plugin test` without a single edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_new_rust_builds_and_passes_plugin_test_untouched() {
+    let parent = ConfigDir::new();
+    let dir = parent.path().to_str().unwrap().to_owned();
+    let out = sinkhost_cli(
+        &["plugin", "new", "my-sink", "--dir", &dir],
+        "nats://unused:1",
+        &[],
+        WAIT,
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let project = parent.path().join("my-sink");
+    // A target dir under the workspace's keeps re-runs incremental.
+    let target = workspace_root().join("target/scaffold-test");
+    let build = tokio::process::Command::new(env!("CARGO"))
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&project)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = target.join("wasm32-wasip2/release/my_sink.wasm");
+    let payload = project.join("order.json");
+    let out = sinkhost_cli(
+        &[
+            "plugin",
+            "test",
+            wasm.to_str().unwrap(),
+            "--subject",
+            "order.completed",
+            "--payload",
+            payload.to_str().unwrap(),
+            "--dry-run",
+        ],
+        "nats://unused:1",
+        &[],
+        WAIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        out.stdout.ends_with("outcome: delivered (last HTTP 200)\n"),
+        "{}",
+        out.stdout
+    );
+}
