@@ -486,36 +486,41 @@ async fn plugin_test_sends_for_real_and_reports_init_errors() {
     );
 }
 
-/// `plugin new` writes a project that builds with the language's own
-/// toolchain and passes `plugin test` without a single edit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plugin_new_rust_builds_and_passes_plugin_test_untouched() {
+/// Runs `sinkhost plugin new NAME --lang LANG`, then `build` (program and
+/// arguments, run in the project) and `plugin test` on the component it made.
+async fn plugin_new_builds_and_passes(
+    lang: &str,
+    build: &[&[&str]],
+    wasm: impl Fn(&std::path::Path) -> std::path::PathBuf,
+    env: &[(&str, String)],
+) {
     let parent = ConfigDir::new();
     let dir = parent.path().to_str().unwrap().to_owned();
+    let name = format!("my-{lang}-sink");
     let out = sinkhost_cli(
-        &["plugin", "new", "my-sink", "--dir", &dir],
+        &["plugin", "new", &name, "--lang", lang, "--dir", &dir],
         "nats://unused:1",
         &[],
         WAIT,
     )
     .await;
     assert!(out.status.success(), "{out:?}");
-    let project = parent.path().join("my-sink");
-    // A target dir under the workspace's keeps re-runs incremental.
-    let target = workspace_root().join("target/scaffold-test");
-    let build = tokio::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .env("CARGO_TARGET_DIR", &target)
-        .current_dir(&project)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    let wasm = target.join("wasm32-wasip2/release/my_sink.wasm");
+    let project = parent.path().join(&name);
+    for command in build {
+        let output = tokio::process::Command::new(command[0])
+            .args(&command[1..])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .current_dir(&project)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+        assert!(
+            output.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let wasm = wasm(&project);
     let payload = project.join("order.json");
     let out = sinkhost_cli(
         &[
@@ -530,13 +535,81 @@ async fn plugin_new_rust_builds_and_passes_plugin_test_untouched() {
         ],
         "nats://unused:1",
         &[],
-        WAIT,
+        Duration::from_secs(120),
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains(r#""order_id":42"#) || out.stdout.contains(r#""order_id": 42"#),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stdout.ends_with("outcome: delivered (last HTTP 200)\n"),
         "{}",
         out.stdout
     );
+}
+
+/// `plugin new` writes a project that builds with the language's own
+/// toolchain and passes `plugin test` without a single edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_new_rust_builds_and_passes_plugin_test_untouched() {
+    // A target dir under the workspace's keeps re-runs incremental.
+    let target = workspace_root().join("target/scaffold-test");
+    plugin_new_builds_and_passes(
+        "rust",
+        &[&[
+            env!("CARGO"),
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ]],
+        |_| target.join("wasm32-wasip2/release/my_rust_sink.wasm"),
+        &[("CARGO_TARGET_DIR", target.display().to_string())],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_new_js_builds_and_passes_plugin_test_untouched() {
+    plugin_new_builds_and_passes(
+        "js",
+        &[
+            &["npm", "install", "--no-audit", "--no-fund"],
+            &["npm", "run", "build"],
+        ],
+        |project| project.join("my-js-sink.wasm"),
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_new_python_builds_and_passes_plugin_test_untouched() {
+    let componentize = workspace_root().join(".tools/venv/bin/componentize-py");
+    assert!(
+        componentize.exists(),
+        "{} is missing: run `make examples`",
+        componentize.display()
+    );
+    let componentize = componentize.to_str().unwrap().to_owned();
+    plugin_new_builds_and_passes(
+        "python",
+        &[&[
+            &componentize,
+            "-d",
+            "wit",
+            "-w",
+            "sink-plugin",
+            "componentize",
+            "app",
+            "-o",
+            "my-python-sink.wasm",
+        ]],
+        |project| project.join("my-python-sink.wasm"),
+        &[],
+    )
+    .await;
 }

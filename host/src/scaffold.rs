@@ -11,7 +11,19 @@ use std::path::{Path, PathBuf};
 pub enum Lang {
     /// Rust, through sinkhost-sdk.
     Rust,
+    /// JavaScript, built with componentize-js.
+    Js,
+    /// Python, built with componentize-py.
+    Python,
 }
+
+/// The WIT package, copied into JS and Python projects (their toolchains read it).
+const WIT: &[(&str, &str)] = &[
+    ("wit/types.wit", include_str!("../../wit/types.wit")),
+    ("wit/http.wit", include_str!("../../wit/http.wit")),
+    ("wit/log.wit", include_str!("../../wit/log.wit")),
+    ("wit/sink.wit", include_str!("../../wit/sink.wit")),
+];
 
 /// Why the project could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +71,8 @@ pub fn create(
     if root.exists() {
         return Err(ScaffoldError::Exists(root));
     }
-    let files: Vec<(&str, String)> = match lang {
+    let fill = |text: &str| text.replace("{{name}}", name);
+    let mut files: Vec<(&str, String)> = match lang {
         Lang::Rust => {
             let sdk = sdk
                 .canonicalize()
@@ -67,7 +80,7 @@ pub fn create(
                 .filter(|p| p.join("Cargo.toml").is_file())
                 .ok_or_else(|| ScaffoldError::NoSdk(sdk.to_owned()))?;
             let fill = |text: &str| {
-                text.replace("{{name}}", name)
+                fill(text)
                     .replace("{{crate}}", &name.replace('-', "_"))
                     .replace("{{sdk_path}}", &sdk.display().to_string())
             };
@@ -80,13 +93,36 @@ pub fn create(
                     "src/lib.rs",
                     fill(include_str!("../../templates/rust/src/lib.rs.tmpl")),
                 ),
-                (
-                    "order.json",
-                    include_str!("../../templates/rust/order.json").to_owned(),
-                ),
             ]
         }
+        Lang::Js => vec![
+            (
+                "package.json",
+                fill(include_str!("../../templates/js/package.json.tmpl")),
+            ),
+            (
+                "src/plugin.js",
+                include_str!("../../templates/js/src/plugin.js").to_owned(),
+            ),
+        ],
+        Lang::Python => vec![
+            (
+                "requirements.txt",
+                include_str!("../../templates/python/requirements.txt").to_owned(),
+            ),
+            (
+                "app.py",
+                fill(include_str!("../../templates/python/app.py")),
+            ),
+        ],
     };
+    if lang != Lang::Rust {
+        files.extend(WIT.iter().map(|(path, text)| (*path, (*text).to_owned())));
+    }
+    files.push((
+        "order.json",
+        include_str!("../../templates/order.json").to_owned(),
+    ));
     let mut written = Vec::new();
     for (relative, contents) in files {
         let path = root.join(relative);
