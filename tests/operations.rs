@@ -613,3 +613,27 @@ async fn plugin_new_python_builds_and_passes_plugin_test_untouched() {
     )
     .await;
 }
+
+/// SIGTERM while NATS is unreachable still stops the host promptly, exit 0:
+/// nothing waits for a reconnect that may never come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_nats_down_exits_promptly() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::ok().await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}",
+            stream_yaml("down_s", &["down.>"]),
+            sub_yaml("down", "down.>", &receiver.url("/h"), "")
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    publish(&nats.jetstream().await, "down.1", "{}", &[]).await;
+    receiver.wait_for(1, WAIT).await;
+    nats.kill();
+    host.sigterm();
+    let status = host.wait_exit(Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(0), "{}", host.logs().join("\n"));
+}

@@ -261,8 +261,13 @@ pub async fn run(
         abort.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), in_flight.wait()).await;
     }
-    if let Err(e) = client.flush().await {
-        tracing::warn!(error = %e, "flushing acks to NATS failed; unacked messages will be redelivered");
+    // With NATS unreachable a flush waits for the reconnect; unacked messages
+    // are redelivered after ack_wait anyway, so do not wait long.
+    match tokio::time::timeout(Duration::from_secs(5), client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) | Err(_) => tracing::warn!(
+            "could not flush acks to NATS; unacked messages will be redelivered after ack_wait"
+        ),
     }
     let _ = server.await;
     tracing::info!("stopped");

@@ -328,12 +328,16 @@ pub async fn consume(
     let name = subscriber.sub.name.clone();
     let permits = Arc::new(Semaphore::new(subscriber.sub.max_concurrency));
     'fetching: while !stop_fetching.is_cancelled() {
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(subscriber.sub.max_concurrency)
-            .heartbeat(HEARTBEAT)
-            .messages()
-            .await;
+        // Every await below races `stop_fetching`: with NATS down, a request
+        // can wait for the reconnect, and shutdown must not wait with it.
+        let messages = tokio::select! {
+            () = stop_fetching.cancelled() => break,
+            messages = consumer
+                .stream()
+                .max_messages_per_batch(subscriber.sub.max_concurrency)
+                .heartbeat(HEARTBEAT)
+                .messages() => messages,
+        };
         let mut messages = match messages {
             Ok(messages) => messages,
             Err(e) => {
@@ -342,9 +346,11 @@ pub async fn consume(
                 if pause(&stop_fetching, Duration::from_secs(1)).await {
                     break;
                 }
-                if let Ok(fresh) =
-                    ensure_consumer(&subscriber.js, &subscriber.stream, &subscriber.sub).await
-                {
+                let fresh = tokio::select! {
+                    () = stop_fetching.cancelled() => break,
+                    fresh = ensure_consumer(&subscriber.js, &subscriber.stream, &subscriber.sub) => fresh,
+                };
+                if let Ok(fresh) = fresh {
                     consumer = fresh;
                 }
                 continue;
