@@ -164,6 +164,37 @@ pub fn send(req: &Request) -> Result<Response, HttpError> {
     wit::send(req)
 }
 
+/// Sends `req` on behalf of `msg` and decides the outcome: `classify` judges
+/// a response (e.g. [`Outcome::from_response`](crate::Outcome::from_response));
+/// a request that got no response goes through
+/// [`Outcome::from_http_error`](crate::Outcome::from_http_error). Anything but
+/// `Delivered` is logged as a warning naming the message and the attempt, so an
+/// operator sees why it is retried or dead-lettered.
+pub fn deliver(
+    msg: &crate::Message,
+    req: &Request,
+    classify: impl FnOnce(&Response) -> crate::Outcome,
+) -> crate::Outcome {
+    let (n, max) = (msg.attempt, msg.max_attempts);
+    match send(req) {
+        Ok(resp) => {
+            let outcome = classify(&resp);
+            if outcome != crate::Outcome::Delivered {
+                crate::warn!(
+                    "message {}: {}, attempt {n}/{max}",
+                    msg.id,
+                    resp.summary(200)
+                );
+            }
+            outcome
+        }
+        Err(err) => {
+            crate::warn!("message {}: {err}, attempt {n}/{max}", msg.id);
+            crate::Outcome::from_http_error(&err)
+        }
+    }
+}
+
 impl Response {
     /// Whether the status is 2xx.
     pub fn is_success(&self) -> bool {

@@ -26,7 +26,7 @@
 use sinkhost_sdk::http::{self, Response};
 use sinkhost_sdk::serde::Deserialize;
 use sinkhost_sdk::serde_json::{self, Value};
-use sinkhost_sdk::{Config, Message, Outcome, Sink, export_sink, sign, warn};
+use sinkhost_sdk::{Config, Message, Outcome, Sink, export_sink, sign};
 
 #[derive(Deserialize)]
 #[serde(crate = "sinkhost_sdk::serde", deny_unknown_fields)]
@@ -77,24 +77,7 @@ impl Sink for Drupal {
             Ok(req) => req,
             Err(reason) => return Outcome::Reject(reason),
         };
-        let (n, max) = (msg.attempt, msg.max_attempts);
-        match http::send(&req) {
-            Ok(resp) => {
-                let outcome = classify(&resp);
-                if matches!(outcome, Outcome::Retry(_)) {
-                    warn!(
-                        "message {}: {}, attempt {n}/{max}",
-                        msg.id,
-                        resp.summary(200)
-                    );
-                }
-                outcome
-            }
-            Err(err) => {
-                warn!("message {}: {err}, attempt {n}/{max}", msg.id);
-                Outcome::from_http_error(&err)
-            }
-        }
+        http::deliver(msg, &req, classify)
     }
 }
 

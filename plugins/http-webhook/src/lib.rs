@@ -21,7 +21,7 @@
 //! ```
 
 use sinkhost_sdk::serde::Deserialize;
-use sinkhost_sdk::{Config, Message, Outcome, Sink, envelope, export_sink, http, sign, warn};
+use sinkhost_sdk::{Config, Message, Outcome, Sink, envelope, export_sink, http, sign};
 
 #[derive(Deserialize)]
 #[serde(crate = "sinkhost_sdk::serde", deny_unknown_fields)]
@@ -79,28 +79,16 @@ impl Sink for Webhook {
 
     fn deliver(&self, msg: &Message) -> Outcome {
         let req = self.request(msg, sign::unix_now());
-        let (n, max) = (msg.attempt, msg.max_attempts);
-        match http::send(&req) {
-            Ok(resp) if self.reject_status.contains(&resp.status) => Outcome::Reject(format!(
-                "{} (listed in settings.reject_status)",
-                resp.summary(200)
-            )),
-            Ok(resp) => {
-                let outcome = Outcome::from_response(&resp);
-                if outcome != Outcome::Delivered {
-                    warn!(
-                        "message {}: {}, attempt {n}/{max}",
-                        msg.id,
-                        resp.summary(200)
-                    );
-                }
-                outcome
+        http::deliver(msg, &req, |resp| {
+            if self.reject_status.contains(&resp.status) {
+                Outcome::Reject(format!(
+                    "{} (listed in settings.reject_status)",
+                    resp.summary(200)
+                ))
+            } else {
+                Outcome::from_response(resp)
             }
-            Err(err) => {
-                warn!("message {}: {err}, attempt {n}/{max}", msg.id);
-                Outcome::from_http_error(&err)
-            }
-        }
+        })
     }
 }
 

@@ -21,7 +21,7 @@
 
 use sinkhost_sdk::http::{self, Response};
 use sinkhost_sdk::serde::Deserialize;
-use sinkhost_sdk::{Config, Message, Outcome, Sink, envelope_with, export_sink, warn};
+use sinkhost_sdk::{Config, Message, Outcome, Sink, envelope_with, export_sink};
 
 #[derive(Deserialize)]
 #[serde(crate = "sinkhost_sdk::serde", deny_unknown_fields)]
@@ -65,24 +65,7 @@ impl Sink for Mailer {
             Ok(req) => req,
             Err(reason) => return Outcome::Reject(reason),
         };
-        let (n, max) = (msg.attempt, msg.max_attempts);
-        match http::send(&req) {
-            Ok(resp) => {
-                let outcome = classify(&resp);
-                if matches!(outcome, Outcome::Retry(_)) {
-                    warn!(
-                        "message {}: {}, attempt {n}/{max}",
-                        msg.id,
-                        resp.summary(200)
-                    );
-                }
-                outcome
-            }
-            Err(err) => {
-                warn!("message {}: {err}, attempt {n}/{max}", msg.id);
-                Outcome::from_http_error(&err)
-            }
-        }
+        http::deliver(msg, &req, classify)
     }
 }
 
