@@ -21,12 +21,13 @@ TEST_PLUGIN_DIR := target/release/test-plugins
 
 export NATS_SERVER_BIN := $(NATS)
 
-.PHONY: help setup build host plugins run test lint fmt bench clean
+.PHONY: help setup build host plugins examples run test lint fmt bench clean
 
 help:
 	@echo "make run    - start a local NATS + dev receiver and run sinkhost on config.d"
 	@echo "make test   - lint, build and run every test"
 	@echo "make build  - build the host and the built-in plugins (target/release)"
+	@echo "make examples - build the JS and Python example plugins (target/examples, needs npm)"
 	@echo "make bench  - print the plugin cost per delivery"
 	@echo "make setup  - install the wasm32-wasip2 target and nats-server (into .tools/)"
 
@@ -44,7 +45,7 @@ $(NATS): tests/requirements.txt
 build: host plugins
 
 host:
-	$(CARGO) build --release -p sinkhost
+	$(CARGO) build --release --workspace
 
 plugins: .tools/wasm-target
 	CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=true \
@@ -53,6 +54,32 @@ plugins: .tools/wasm-target
 	@for p in $(PLUGINS); do cp $(WASM_OUT)/$${p//-/_}.wasm $(PLUGIN_DIR)/$$p.wasm; done
 	@for p in $(TEST_PLUGINS); do cp $(WASM_OUT)/$${p//-/_}.wasm $(TEST_PLUGIN_DIR)/$${p#test-}.wasm; done
 	@ls -l $(PLUGIN_DIR) $(TEST_PLUGIN_DIR)
+
+# Third-party style plugins, each built with its own language's toolchain
+# (examples/README.md): npm's componentize-js and PyPI's componentize-py.
+EXAMPLES_OUT    := target/examples
+JS_TEAMS        := examples/js-teams
+PY_SLACK        := examples/python-slack
+COMPONENTIZE_PY := $(VENV)/bin/componentize-py
+WIT_FILES       := $(wildcard wit/*.wit)
+
+examples: $(EXAMPLES_OUT)/js-teams.wasm $(EXAMPLES_OUT)/python-slack.wasm
+	@ls -l $^
+
+# npm ci rewrites node_modules/.package-lock.json, so it stamps the install.
+$(JS_TEAMS)/node_modules/.package-lock.json: $(JS_TEAMS)/package.json $(JS_TEAMS)/package-lock.json
+	cd $(JS_TEAMS) && npm ci --no-audit --no-fund
+
+$(EXAMPLES_OUT)/js-teams.wasm: $(JS_TEAMS)/src/teams.js $(WIT_FILES) $(JS_TEAMS)/node_modules/.package-lock.json
+	cd $(JS_TEAMS) && npm run --silent build
+
+$(COMPONENTIZE_PY): $(PY_SLACK)/requirements.txt | $(NATS)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
+
+$(EXAMPLES_OUT)/python-slack.wasm: $(PY_SLACK)/app.py $(WIT_FILES) $(COMPONENTIZE_PY)
+	@mkdir -p $(EXAMPLES_OUT)
+	$(COMPONENTIZE_PY) --quiet -d wit -w sink-plugin componentize -p $(PY_SLACK) app -o $@
 
 # Foreground sinkhost; NATS (port 4222, data in .run/nats) and the dev receiver
 # (port 8091, output in .run/receiver.log) run in the background until it stops.
@@ -64,7 +91,7 @@ run: setup build
 	  echo "NATS on nats://127.0.0.1:4222, receiver on http://127.0.0.1:8091 (tail -f .run/receiver.log)"; \
 	  SINKHOST_PLUGIN_DIR=$(PLUGIN_DIR) $(BIN) run --config-dir config.d
 
-test: setup lint build
+test: setup lint build examples
 	$(CARGO) test --release --workspace
 
 lint: .tools/wasm-target
@@ -74,7 +101,7 @@ lint: .tools/wasm-target
 
 # Figures, never pass/fail: the wasm path's cost per delivery.
 bench: build
-	$(CARGO) bench -p sinkhost --bench plugin_cost
+	$(CARGO) bench --workspace --bench plugin_cost
 
 fmt:
 	$(CARGO) fmt --all
