@@ -21,11 +21,12 @@ TEST_PLUGIN_DIR := target/release/test-plugins
 
 export NATS_SERVER_BIN := $(NATS)
 
-.PHONY: help setup build host plugins examples run test lint fmt bench clean
+.PHONY: help setup build host plugins examples run test soak lint fmt bench clean
 
 help:
 	@echo "make run    - start a local NATS + dev receiver and run sinkhost on config.d"
 	@echo "make test   - lint, build and run every test"
+	@echo "make soak   - the fault tests (tests/faults.rs) with 20,000 messages and the long variants"
 	@echo "make build  - build the host and the built-in plugins (target/release)"
 	@echo "make examples - build the JS and Python example plugins (target/examples, needs npm)"
 	@echo "make bench  - print the plugin cost per delivery"
@@ -45,7 +46,7 @@ $(NATS): tests/requirements.txt
 build: host plugins
 
 host:
-	$(CARGO) build --release --workspace
+	$(CARGO) build --release -p sinkhost
 
 plugins: .tools/wasm-target
 	CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=true \
@@ -94,6 +95,11 @@ run: setup build
 test: setup lint build examples
 	$(CARGO) test --release --workspace
 
+# The fault suite with bigger numbers: 20,000 messages per test, plus the
+# #[ignore]d long variants (repeated SIGKILLs). Prints the figures of each run.
+soak: setup build
+	SINKHOST_SOAK=1 $(CARGO) test --release -p sinkhost --test faults -- --include-ignored --nocapture --test-threads 1
+
 lint: .tools/wasm-target
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
@@ -101,7 +107,7 @@ lint: .tools/wasm-target
 
 # Figures, never pass/fail: the wasm path's cost per delivery.
 bench: build
-	$(CARGO) bench --workspace --bench plugin_cost
+	$(CARGO) bench -p sinkhost --bench plugin_cost
 
 fmt:
 	$(CARGO) fmt --all
@@ -109,3 +115,11 @@ fmt:
 clean:
 	$(CARGO) clean
 	rm -rf $(RUNDIR)
+
+# Property tests with many more cases than `make test` runs (proptest's default
+# 256): the config loader and `${VAR}` expansion. PROPTEST_CASES overrides.
+.PHONY: fuzz
+fuzz: PROPTEST_CASES ?= 100000
+fuzz:
+	PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --release -p sinkhost --lib props
+	PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --release -p sinkhost --test config_props
