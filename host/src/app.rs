@@ -93,13 +93,24 @@ impl NatsOptions {
                 .add_client_certificate(cert.clone(), key.clone())
                 .require_tls(true);
         }
+        // async-nats parses a `&str` as one URL; `NATS_URL` may list several.
         let client = options
-            .connect(self.url.as_str())
+            .connect(server_list(&self.url))
             .await
             .with_context(|| format!("connecting to NATS at {}", self.url))?;
         metrics::nats_connected(true);
         Ok(client)
     }
+}
+
+/// The servers in a comma-separated `NATS_URL` (as the `nats` CLI reads it),
+/// each trimmed; empty entries are skipped.
+fn server_list(url: &str) -> Vec<String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A subscription with its plugin compiled and one instance initialised.
@@ -335,4 +346,21 @@ async fn setup(
         ));
     }
     Ok(subscribers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_list;
+
+    #[test]
+    fn nats_url_may_list_several_servers() {
+        assert_eq!(
+            server_list("nats://a:4222, nats://b:4222,,nats://c:4222"),
+            ["nats://a:4222", "nats://b:4222", "nats://c:4222"]
+        );
+        assert_eq!(
+            server_list("nats://127.0.0.1:4222"),
+            ["nats://127.0.0.1:4222"]
+        );
+    }
 }

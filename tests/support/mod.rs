@@ -15,6 +15,7 @@
 // and unused re-exports are expected.
 #![allow(dead_code, unused_imports)]
 
+mod cluster;
 mod config;
 mod host;
 mod jetstream;
@@ -25,6 +26,7 @@ mod watched;
 
 use std::path::{Path, PathBuf};
 
+pub use cluster::NatsCluster;
 pub use config::{ConfigDir, unique};
 pub use host::{CliOutput, Host, SINKHOST_BIN, plugin_dir, sinkhost_cli};
 pub use jetstream::{

@@ -1,0 +1,844 @@
+//! Faults, done for real: a host killed with SIGKILL mid-backlog, nats-server
+//! restarted under load, two hosts sharing one consumer (and one of them killed),
+//! a node of a three-node JetStream cluster stopped, and destinations that refuse,
+//! hang, throttle, flood or speak the wrong protocol. Each test asserts what an
+//! operator checks: distinct message ids that arrived, duplicates only where
+//! at-least-once allows them, exit codes, /healthz and /metrics.
+//!
+//! `SINKHOST_SOAK=1` (`make soak`) scales the message counts up to 20,000.
+
+#[path = "common.rs"]
+mod common;
+#[path = "support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, stream};
+use common::{metric, stream_yaml, sub_yaml, wait_metric};
+use support::{
+    ConfigDir, Host, NatsCluster, NatsServer, Receiver, Recorded, Reply, dlq_messages, publish,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `n` normally, 20,000 under `SINKHOST_SOAK=1`.
+fn scaled(n: usize) -> usize {
+    if std::env::var_os("SINKHOST_SOAK").is_some_and(|v| !v.is_empty() && v != "0") {
+        n.max(20_000)
+    } else {
+        n
+    }
+}
+
+/// Time allowed for draining `n` messages (generous: this machine also builds).
+fn drain_time(n: usize) -> Duration {
+    WAIT + Duration::from_millis(n as u64 * 20)
+}
+
+/// `<prefix>-<i>` for `i` in `range`: the `Nats-Msg-Id`s, and so the
+/// `Idempotency-Key`s the destination sees.
+fn ids(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Publishes one message per id on `subject` with `Nats-Msg-Id: <id>`, many in
+/// flight at once, and waits for every ack.
+async fn publish_all(js: &jetstream::Context, subject: &str, ids: &[String]) {
+    for chunk in ids.chunks(500) {
+        let mut acks = Vec::with_capacity(chunk.len());
+        for id in chunk {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            let ack = js
+                .publish_with_headers(
+                    subject.to_owned(),
+                    headers,
+                    format!("{{\"id\":\"{id}\"}}").into(),
+                )
+                .await
+                .unwrap_or_else(|err| panic!("publishing {id}: {err}"));
+            acks.push(ack);
+        }
+        for (ack, id) in
+            futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future))
+                .await
+                .into_iter()
+                .zip(chunk)
+        {
+            ack.unwrap_or_else(|err| panic!("{id} not acked: {err}"));
+        }
+    }
+}
+
+/// Like [`publish_all`] one at a time, retrying each publish until it is acked:
+/// for publishing while the cluster elects a new leader. `Nats-Msg-Id` makes a
+/// retried publish idempotent.
+async fn publish_retrying(js: &jetstream::Context, subject: &str, ids: &[String]) {
+    for id in ids {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            let sent = js
+                .publish_with_headers(
+                    subject.to_owned(),
+                    headers,
+                    format!("{{\"id\":\"{id}\"}}").into(),
+                )
+                .await;
+            let acked = match sent {
+                Ok(ack) => tokio::time::timeout(Duration::from_secs(5), ack)
+                    .await
+                    .map_err(|_| "no ack within 5s".to_owned())
+                    .and_then(|ack| ack.map(drop).map_err(|err| err.to_string())),
+                Err(err) => Err(err.to_string()),
+            };
+            match acked {
+                Ok(()) => break,
+                Err(err) => {
+                    assert!(Instant::now() < deadline, "publishing {id}: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+/// How many requests each `Idempotency-Key` got.
+fn per_key(requests: &[Recorded]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for request in requests {
+        let key = request
+            .idempotency_key()
+            .unwrap_or_else(|| panic!("request without Idempotency-Key: {request:?}"));
+        *counts.entry(key.to_owned()).or_default() += 1;
+    }
+    counts
+}
+
+/// Waits until every id in `expected` has arrived at least once; returns all
+/// requests. Panics listing the missing ids otherwise.
+async fn wait_all_arrived(
+    receiver: &Receiver,
+    expected: &[String],
+    timeout: Duration,
+) -> Vec<Recorded> {
+    let wanted: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
+    let deadline = tokio::time::Instant::now() + timeout;
+    // Incremental: the check runs on every request, and soak runs have 20,000.
+    let mut seen = BTreeSet::<String>::new();
+    let mut checked = 0;
+    let requests = tokio::time::timeout_at(
+        deadline,
+        receiver.wait_until(
+            |requests| {
+                for key in requests[checked..]
+                    .iter()
+                    .filter_map(Recorded::idempotency_key)
+                {
+                    if wanted.contains(key) && !seen.contains(key) {
+                        seen.insert(key.to_owned());
+                    }
+                }
+                checked = requests.len();
+                seen.len() == wanted.len()
+            },
+            timeout + Duration::from_secs(1),
+        ),
+    )
+    .await;
+    match requests {
+        Ok(requests) => requests,
+        Err(_) => {
+            let seen = per_key(&receiver.requests());
+            let missing: Vec<&&str> = wanted
+                .iter()
+                .filter(|id| !seen.contains_key(**id))
+                .collect();
+            panic!(
+                "{} of {} message(s) never arrived within {timeout:?}, e.g. {:?}",
+                missing.len(),
+                wanted.len(),
+                &missing[..missing.len().min(10)]
+            );
+        }
+    }
+}
+
+/// Asserts that exactly the ids in `expected` arrived (no strangers) and returns
+/// the number of duplicate requests (requests beyond the first per id).
+fn duplicates(requests: &[Recorded], expected: &[String]) -> usize {
+    let counts = per_key(requests);
+    let wanted: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
+    let strangers: Vec<&String> = counts
+        .keys()
+        .filter(|k| !wanted.contains(k.as_str()))
+        .collect();
+    assert!(
+        strangers.is_empty(),
+        "unexpected ids arrived: {strangers:?}"
+    );
+    assert_eq!(counts.len(), wanted.len(), "distinct ids");
+    requests.len() - counts.len()
+}
+
+/// Waits until the durable `consumer` of `stream` has nothing pending and nothing
+/// awaiting an ack: from then on no redelivery, and so no further duplicate, can
+/// come. Polls the consumer's info every 50 ms (state in another process).
+async fn wait_settled(js: &jetstream::Context, stream: &str, consumer: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let state = match js.get_stream(stream).await {
+            Ok(stream) => stream
+                .consumer_info(consumer)
+                .await
+                .map(|info| (info.num_pending, info.num_ack_pending))
+                .map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        if state == Ok((0, 0)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "consumer {consumer} on {stream} not settled within {WAIT:?}: (pending, ack pending) = {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `/healthz` until it answers `status`.
+async fn wait_healthz(host: &Host, status: u16, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (now, body) = host.http_get("/healthz").await;
+        if now == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz stayed {now} ({body}), expected {status} within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The peak resident set size of process `pid` (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|err| panic!("reading /proc/{pid}/status: {err}"));
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status:\n{status}"));
+    kb * 1024
+}
+
+/// A config.d with one stream and one subscription named `name`.
+fn config(stream: &str, subject: &str, name: &str, url: &str, extra: &str) -> ConfigDir {
+    ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}",
+            stream_yaml(stream, &[&format!("{subject}.>")]),
+            sub_yaml(name, &format!("{subject}.>"), url, extra)
+        ),
+    )
+}
+
+/// What the host-kill and shared-consumer tests run with: at most 20 in flight,
+/// and a short ack_wait so a dead host's messages come back quickly.
+const FAST_REDELIVERY: &str = "max_concurrency: 20\ntimeout: \"1s\"\nack_wait: \"3s\"";
+const MAX_CONCURRENCY: usize = 20;
+
+fn series(name: &str, subscription: &str, label: &str, value: &str) -> String {
+    format!("{name}{{subscription=\"{subscription}\",{label}=\"{value}\"}}")
+}
+
+async fn delivered(host: &Host, subscription: &str) -> f64 {
+    metric(
+        host,
+        &series(
+            "sinkhost_deliveries_total",
+            subscription,
+            "outcome",
+            "delivered",
+        ),
+    )
+    .await
+    .unwrap_or(0.0)
+}
+
+// ---------------------------------------------------------------- host crashes
+
+/// SIGKILL while draining a backlog: the next host delivers everything, and the
+/// only duplicates are messages that were in flight at the kill (at most
+/// `max_concurrency`, JetStream's MaxAckPending).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_backlog_loses_nothing_and_duplicates_only_in_flight() {
+    let n = scaled(1_000);
+    let nats = NatsServer::start();
+    let receiver = Receiver::slow(Duration::from_millis(2)).await;
+    let config = config("k9_s", "k9", "k9", &receiver.url("/h"), FAST_REDELIVERY);
+    let js = nats.jetstream().await;
+    jetstream_stream(&js, "k9_s", "k9.>").await;
+    let expected = ids("k9", 0..n);
+    publish_all(&js, "k9.order", &expected).await;
+
+    let started = Instant::now();
+    let first = Host::start(config.path(), &nats.url(), &[]).await;
+    receiver.wait_for(n / 4, drain_time(n)).await;
+    first.kill9();
+    let status = first.wait_exit(WAIT).await;
+    let at_kill = receiver.count();
+    assert_eq!(status.code(), None, "SIGKILL leaves no exit code: {status}");
+    assert!(
+        at_kill < n,
+        "the backlog drained before the kill ({at_kill} of {n})"
+    );
+
+    let second = Host::start(config.path(), &nats.url(), &[]).await;
+    wait_all_arrived(&receiver, &expected, drain_time(n)).await;
+    let elapsed = started.elapsed();
+    wait_healthz(&second, 200, WAIT).await;
+    // Any redelivery still to come would be a duplicate too: wait it out.
+    wait_settled(&js, "k9_s", "k9-consumer").await;
+    let dups = duplicates(&receiver.requests(), &expected);
+    eprintln!(
+        "kill -9 mid-backlog: sent {n}, delivered {} distinct ({at_kill} before the kill), {dups} duplicate(s), {elapsed:?}",
+        n
+    );
+    assert!(
+        dups <= MAX_CONCURRENCY,
+        "{dups} duplicates, but at most {MAX_CONCURRENCY} messages were in flight at the kill"
+    );
+}
+
+/// Creates a plain R1 file stream up front, so messages can be published
+/// before any host runs; the host then reconciles it.
+async fn jetstream_stream(js: &jetstream::Context, name: &str, subject: &str) {
+    js.create_stream(stream::Config {
+        name: name.to_owned(),
+        subjects: vec![subject.to_owned()],
+        max_age: Duration::from_secs(3600),
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|err| panic!("creating stream {name}: {err}"));
+}
+
+// ---------------------------------------------------------------- NATS restarts
+
+/// nats-server stopped while messages flow and started again on the same port
+/// and store: the same sinkhost process (never restarted) goes 503 while NATS is
+/// down, 200 after, and delivers everything, including what was published after
+/// the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restart_under_load_loses_nothing_and_healthz_follows() {
+    let n = scaled(1_000);
+    let nats = NatsServer::start();
+    let receiver = Receiver::slow(Duration::from_millis(2)).await;
+    let config = config("nr_s", "nr", "nr", &receiver.url("/h"), FAST_REDELIVERY);
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let before = ids("nr", 0..n / 2);
+    let after = ids("nr", n / 2..n);
+
+    let started = Instant::now();
+    let js = nats.jetstream().await;
+    publish_all(&js, "nr.order", &before).await;
+    receiver.wait_for(n / 8, drain_time(n)).await;
+    nats.stop();
+    let at_stop = receiver.count();
+    wait_healthz(&host, 503, WAIT).await;
+    let (_, body) = host.http_get("/healthz").await;
+    assert_eq!(
+        metric(&host, "sinkhost_nats_connected").await,
+        Some(0.0),
+        "{body}"
+    );
+    let down = Instant::now();
+
+    nats.restart();
+    host.wait_healthy(WAIT).await;
+    let outage = down.elapsed();
+    assert_eq!(metric(&host, "sinkhost_nats_connected").await, Some(1.0));
+    let js = nats.jetstream().await;
+    publish_all(&js, "nr.order", &after).await;
+    let expected: Vec<String> = before.iter().chain(&after).cloned().collect();
+    wait_all_arrived(&receiver, &expected, drain_time(n)).await;
+    wait_settled(&js, "nr_s", "nr-consumer").await;
+    let dups = duplicates(&receiver.requests(), &expected);
+    assert_eq!(
+        host.exit_status(),
+        None,
+        "sinkhost exited during the outage"
+    );
+    let listening = host
+        .logs()
+        .iter()
+        .filter(|l| l.contains("\"listening\""))
+        .count();
+    assert_eq!(listening, 1, "sinkhost restarted itself");
+    eprintln!(
+        "nats restart: sent {n}, delivered {} distinct ({at_stop} before the stop), {dups} duplicate(s), /healthz 503 -> 200 in {outage:?}, total {:?}",
+        n,
+        started.elapsed()
+    );
+    assert!(dups <= MAX_CONCURRENCY, "{dups} duplicates");
+}
+
+// ---------------------------------------------------------------- two hosts
+
+/// Two sinkhost processes on one config.d share the durable consumer: every
+/// message once in total, and both did part of the work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_share_the_consumer_exactly_once() {
+    let n = scaled(2_000);
+    let nats = NatsServer::start();
+    let receiver = Receiver::slow(Duration::from_millis(2)).await;
+    let config = config("two_s", "two", "two", &receiver.url("/h"), FAST_REDELIVERY);
+    let a = Host::start(config.path(), &nats.url(), &[]).await;
+    let b = Host::start(config.path(), &nats.url(), &[]).await;
+    a.wait_healthy(WAIT).await;
+    b.wait_healthy(WAIT).await;
+
+    let started = Instant::now();
+    let js = nats.jetstream().await;
+    let expected = ids("two", 0..n);
+    publish_all(&js, "two.order", &expected).await;
+    let all = wait_all_arrived(&receiver, &expected, drain_time(n)).await;
+    let elapsed = started.elapsed();
+    wait_settled(&js, "two_s", "two-consumer").await;
+    receiver
+        .assert_count_stays(all.len(), Duration::from_millis(500))
+        .await;
+    let dups = duplicates(&receiver.requests(), &expected);
+    let (by_a, by_b) = (delivered(&a, "two").await, delivered(&b, "two").await);
+    eprintln!(
+        "two hosts: sent {n}, delivered {} distinct, {dups} duplicate(s), host A {by_a}, host B {by_b}, {elapsed:?}",
+        n
+    );
+    assert_eq!(dups, 0, "a message was delivered twice without any fault");
+    assert!(
+        by_a > 0.0 && by_b > 0.0,
+        "one host did all the work: {by_a} / {by_b}"
+    );
+    assert_eq!(by_a + by_b, n as f64, "deliveries counted by the two hosts");
+}
+
+/// Two hosts, one killed with SIGKILL mid-flow: the survivor delivers the rest,
+/// including the dead one's unacked messages after ack_wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_one_killed_the_other_delivers_the_rest() {
+    let n = scaled(2_000);
+    let nats = NatsServer::start();
+    let receiver = Receiver::slow(Duration::from_millis(2)).await;
+    let config = config(
+        "twok_s",
+        "twok",
+        "twok",
+        &receiver.url("/h"),
+        FAST_REDELIVERY,
+    );
+    let a = Host::start(config.path(), &nats.url(), &[]).await;
+    let b = Host::start(config.path(), &nats.url(), &[]).await;
+    a.wait_healthy(WAIT).await;
+    b.wait_healthy(WAIT).await;
+
+    let started = Instant::now();
+    let js = nats.jetstream().await;
+    let expected = ids("twok", 0..n);
+    publish_all(&js, "twok.order", &expected).await;
+    receiver.wait_for(n / 4, drain_time(n)).await;
+    a.kill9();
+    a.wait_exit(WAIT).await;
+    let at_kill = receiver.count();
+    let b_at_kill = delivered(&b, "twok").await;
+    assert!(at_kill < n, "everything was delivered before the kill");
+
+    wait_all_arrived(&receiver, &expected, drain_time(n)).await;
+    let elapsed = started.elapsed();
+    wait_settled(&js, "twok_s", "twok-consumer").await;
+    let dups = duplicates(&receiver.requests(), &expected);
+    let b_total = delivered(&b, "twok").await;
+    eprintln!(
+        "two hosts, one kill -9: sent {n}, delivered {} distinct ({at_kill} before the kill), {dups} duplicate(s), survivor delivered {b_total} ({} after the kill), {elapsed:?}",
+        n,
+        b_total - b_at_kill
+    );
+    assert!(b_total > b_at_kill, "the survivor did not take over");
+    assert!(dups <= MAX_CONCURRENCY, "{dups} duplicates");
+    assert_eq!(b.exit_status(), None, "the survivor exited");
+}
+
+// ---------------------------------------------------------------- destinations
+
+/// Retries fast and dead-letters after two attempts: what the destination-fault
+/// tests run with.
+const TWO_ATTEMPTS: &str = "retries: 1\nbackoff: \"100ms\"\ntimeout: \"500ms\"\nack_wait: \"5s\"";
+
+fn http_series(subscription: &str, result: &str) -> String {
+    series(
+        "sinkhost_http_requests_total",
+        subscription,
+        "result",
+        result,
+    )
+}
+
+/// A URL on 127.0.0.1 where nothing listens.
+fn refused_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    format!("http://127.0.0.1:{port}/h")
+}
+
+/// Publishes one message, waits for its dead letter and returns
+/// (attempts, last error).
+async fn dead_letter_of(
+    nats: &NatsServer,
+    host: &Host,
+    stream: &str,
+    sub: &str,
+    subject: &str,
+) -> (String, String) {
+    let js = nats.jetstream().await;
+    publish(&js, subject, "{}", &[("Nats-Msg-Id", "doomed")]).await;
+    wait_metric(
+        host,
+        &format!("sinkhost_dead_letters_total{{subscription=\"{sub}\"}}"),
+        1.0,
+        WAIT,
+    )
+    .await;
+    let dead = dlq_messages(&js, stream).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let header = |name: &str| {
+        dead[0]
+            .header(name)
+            .unwrap_or_else(|| panic!("dead letter without {name}: {:?}", dead[0]))
+            .to_owned()
+    };
+    assert_eq!(header("Sinkhost-Message-Id"), "doomed");
+    (header("Sinkhost-Attempts"), header("Sinkhost-Last-Error"))
+}
+
+/// Connection refused: counted as `connect`, retried, then dead-lettered with a
+/// reason that says the connection failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connection_is_retried_then_dead_lettered() {
+    let nats = NatsServer::start();
+    let config = config(
+        "refused_s",
+        "refused",
+        "refused",
+        &refused_url(),
+        TWO_ATTEMPTS,
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let (attempts, reason) =
+        dead_letter_of(&nats, &host, "refused_s", "refused", "refused.x").await;
+    eprintln!("connection refused: {attempts} attempts, dead letter reason: {reason}");
+    assert_eq!(attempts, "2");
+    assert!(
+        reason.contains("connection") && reason.to_lowercase().contains("refused"),
+        "the reason does not name the connection: {reason}"
+    );
+    assert_eq!(
+        metric(&host, &http_series("refused", "connect")).await,
+        Some(2.0)
+    );
+    wait_healthz(&host, 200, WAIT).await;
+}
+
+/// A destination that accepts the connection and never answers: each attempt
+/// ends at `timeout` (500 ms), counted as `timeout`, then dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_destination_times_out_each_attempt() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::start(|_, _| Reply::ok().delay(Duration::from_secs(3600))).await;
+    let config = config(
+        "silent_s",
+        "silent",
+        "silent",
+        &receiver.url("/h"),
+        TWO_ATTEMPTS,
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let started = Instant::now();
+    let (attempts, reason) = dead_letter_of(&nats, &host, "silent_s", "silent", "silent.x").await;
+    let elapsed = started.elapsed();
+    eprintln!("silent destination: {attempts} attempts in {elapsed:?}, reason: {reason}");
+    assert_eq!(attempts, "2");
+    assert!(
+        reason.to_lowercase().contains("timeout") || reason.to_lowercase().contains("timed out"),
+        "{reason}"
+    );
+    assert_eq!(
+        metric(&host, &http_series("silent", "timeout")).await,
+        Some(2.0)
+    );
+    let requests = receiver.wait_for(2, WAIT).await;
+    let gap = requests[1].received_at - requests[0].received_at;
+    assert!(
+        gap >= Duration::from_millis(500) && gap < Duration::from_secs(3),
+        "second attempt {gap:?} after the first (timeout 500ms + backoff 100ms)"
+    );
+}
+
+/// 429 with `Retry-After: 1`: the next attempt waits at least a second even
+/// though the backoff is 100 ms, and the 4xx and the 2xx are both counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_429_waits_for_retry_after() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::start(|_, nth| {
+        if nth == 1 {
+            Reply::status(429).header("Retry-After", "1")
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let config = config("thr_s", "thr", "thr", &receiver.url("/h"), TWO_ATTEMPTS);
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let js = nats.jetstream().await;
+    publish(&js, "thr.x", "{}", &[]).await;
+    let requests = receiver.wait_for(2, WAIT).await;
+    let gap = requests[1].received_at - requests[0].received_at;
+    eprintln!("429 Retry-After: 1 -> next attempt after {gap:?}");
+    assert!(
+        gap >= Duration::from_secs(1),
+        "retried after {gap:?}, before Retry-After"
+    );
+    assert!(gap < Duration::from_secs(5), "retried only after {gap:?}");
+    wait_metric(
+        &host,
+        &series("sinkhost_deliveries_total", "thr", "outcome", "delivered"),
+        1.0,
+        WAIT,
+    )
+    .await;
+    assert_eq!(metric(&host, &http_series("thr", "4xx")).await, Some(1.0));
+    assert_eq!(metric(&host, &http_series("thr", "2xx")).await, Some(1.0));
+    receiver
+        .assert_count_stays(2, Duration::from_millis(300))
+        .await;
+}
+
+/// Responses of 100 MB: the host reads a bounded prefix, keeps delivering, and
+/// its peak RSS stays far below what buffering them would take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_response_bodies_are_read_bounded() {
+    const HUGE: usize = 100 * 1024 * 1024;
+    const LIMIT: u64 = 300 * 1024 * 1024;
+    let n = 8;
+    let nats = NatsServer::start();
+    let body = bytes::Bytes::from(vec![b'x'; HUGE]);
+    let receiver = Receiver::start(move |_, _| Reply::ok().body(body.clone())).await;
+    let config = config(
+        "huge_s",
+        "huge",
+        "huge",
+        &receiver.url("/h"),
+        "max_concurrency: 8\ntimeout: \"10s\"\nack_wait: \"30s\"",
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let before = peak_rss(host.pid());
+    let js = nats.jetstream().await;
+    let expected = ids("huge", 0..n);
+    publish_all(&js, "huge.x", &expected).await;
+    wait_metric(
+        &host,
+        &series("sinkhost_deliveries_total", "huge", "outcome", "delivered"),
+        n as f64,
+        WAIT,
+    )
+    .await;
+    wait_all_arrived(&receiver, &expected, WAIT).await;
+    assert_eq!(
+        metric(&host, &http_series("huge", "2xx")).await,
+        Some(n as f64)
+    );
+    wait_healthz(&host, 200, WAIT).await;
+
+    // Still working afterwards.
+    receiver.set_behaviour(|_, _| Reply::ok());
+    publish_all(&js, "huge.x", &ids("after", 0..1)).await;
+    wait_metric(
+        &host,
+        &series("sinkhost_deliveries_total", "huge", "outcome", "delivered"),
+        (n + 1) as f64,
+        WAIT,
+    )
+    .await;
+    let peak = peak_rss(host.pid());
+    eprintln!(
+        "{n} x 100 MB responses: VmHWM {} MB before, {} MB after",
+        before / (1024 * 1024),
+        peak / (1024 * 1024)
+    );
+    assert!(peak < LIMIT, "peak RSS {} MB", peak / (1024 * 1024));
+}
+
+/// An `https://` URL pointing at a plain-HTTP server: the TLS handshake fails,
+/// which is a `connect` error, retried, then dead-lettered; the server never
+/// sees a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshake_failure_is_a_connect_error() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::ok().await;
+    let url = format!("https://{}/h", receiver.addr());
+    let config = config("tls_s", "tls", "tls", &url, TWO_ATTEMPTS);
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let (attempts, reason) = dead_letter_of(&nats, &host, "tls_s", "tls", "tls.x").await;
+    eprintln!("TLS to a plain-HTTP port: {attempts} attempts, reason: {reason}");
+    assert_eq!(attempts, "2");
+    assert_eq!(
+        metric(&host, &http_series("tls", "connect")).await,
+        Some(2.0)
+    );
+    assert_eq!(
+        receiver.count(),
+        0,
+        "a request got through: {:?}",
+        receiver.requests()
+    );
+}
+
+// ---------------------------------------------------------------- NATS cluster
+
+/// A three-node JetStream cluster with an R3 stream (created by the operator,
+/// here the test): the host gets every node in `NATS_URL`, keeps the stream's
+/// replicas when it reconciles the stream, and loses nothing when the stream's
+/// leader node is stopped mid-flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_node_stopped_mid_flow_loses_nothing() {
+    let n = scaled(1_000);
+    let cluster = NatsCluster::start(3);
+    let js = cluster.jetstream().await;
+    let created = cluster
+        .create_stream(
+            &js,
+            stream::Config {
+                name: "cl_s".to_owned(),
+                subjects: vec!["cl.>".to_owned()],
+                // config.d says 1h: the host updates this stream, replicas included.
+                max_age: Duration::from_secs(600),
+                storage: stream::StorageType::File,
+                num_replicas: 3,
+                ..Default::default()
+            },
+            WAIT,
+        )
+        .await;
+    drop(created);
+    let receiver = Receiver::slow(Duration::from_millis(2)).await;
+    let config = config("cl_s", "cl", "cl", &receiver.url("/h"), FAST_REDELIVERY);
+    let host = Host::start(config.path(), &cluster.urls(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let mut stream = js.get_stream("cl_s").await.expect("the R3 stream");
+    let info = stream.info().await.expect("stream info").clone();
+    assert_eq!(
+        info.config.max_age,
+        Duration::from_secs(3600),
+        "not reconciled"
+    );
+    assert_eq!(
+        info.config.num_replicas, 3,
+        "reconciling dropped the replicas"
+    );
+
+    let started = Instant::now();
+    let before = ids("cl", 0..n / 2);
+    let after = ids("cl", n / 2..n);
+    publish_all(&js, "cl.order", &before).await;
+    receiver.wait_for(n / 8, drain_time(n)).await;
+    let leader = info
+        .cluster
+        .and_then(|cluster| cluster.leader)
+        .expect("the R3 stream has a leader");
+    let at_stop = receiver.count();
+    tokio::task::block_in_place(|| cluster.node(&leader).stop());
+    publish_retrying(&js, "cl.order", &after).await;
+    let expected: Vec<String> = before.iter().chain(&after).cloned().collect();
+    wait_all_arrived(&receiver, &expected, drain_time(n)).await;
+    let elapsed = started.elapsed();
+    wait_settled(&js, "cl_s", "cl-consumer").await;
+    let dups = duplicates(&receiver.requests(), &expected);
+    wait_healthz(&host, 200, WAIT).await;
+    assert_eq!(host.exit_status(), None, "sinkhost exited");
+    let new_leader = js
+        .get_stream("cl_s")
+        .await
+        .expect("the stream after the failover")
+        .info()
+        .await
+        .expect("stream info")
+        .cluster
+        .clone()
+        .and_then(|cluster| cluster.leader);
+    eprintln!(
+        "cluster: sent {n}, delivered {} distinct ({at_stop} before stopping leader {leader}, new leader {new_leader:?}), {dups} duplicate(s), {elapsed:?}",
+        n
+    );
+    assert_ne!(new_leader.as_deref(), Some(leader.as_str()));
+    // Redeliveries are messages unacked at the failover (at most MaxAckPending
+    // each time a consumer leader changes hands or the host reconnects).
+    assert!(dups <= 2 * MAX_CONCURRENCY, "{dups} duplicates");
+}
+
+// ---------------------------------------------------------------- soak only
+
+/// Three SIGKILLs during one long backlog (`make soak`): still everything
+/// arrives, and each kill costs at most `max_concurrency` duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: run by `make soak`"]
+async fn soak_repeated_kill_9_during_a_long_backlog() {
+    let n = scaled(5_000);
+    let kills = 3;
+    let nats = NatsServer::start();
+    let receiver = Receiver::slow(Duration::from_millis(2)).await;
+    let config = config(
+        "soak_s",
+        "soak",
+        "soak",
+        &receiver.url("/h"),
+        FAST_REDELIVERY,
+    );
+    let js = nats.jetstream().await;
+    jetstream_stream(&js, "soak_s", "soak.>").await;
+    let expected = ids("soak", 0..n);
+    publish_all(&js, "soak.order", &expected).await;
+
+    let started = Instant::now();
+    for round in 1..=kills {
+        let host = Host::start(config.path(), &nats.url(), &[]).await;
+        receiver
+            .wait_for(n * round / (kills + 1), drain_time(n))
+            .await;
+        host.kill9();
+        host.wait_exit(WAIT).await;
+    }
+    let last = Host::start(config.path(), &nats.url(), &[]).await;
+    wait_all_arrived(&receiver, &expected, drain_time(n)).await;
+    wait_healthz(&last, 200, WAIT).await;
+    wait_settled(&js, "soak_s", "soak-consumer").await;
+    let dups = duplicates(&receiver.requests(), &expected);
+    eprintln!(
+        "soak, {kills} x kill -9: sent {n}, delivered {n} distinct, {dups} duplicate(s), {:?}",
+        started.elapsed()
+    );
+    assert!(dups <= kills * MAX_CONCURRENCY, "{dups} duplicates");
+}
