@@ -590,7 +590,7 @@ async fn deliver(
 /// The longest one `deliver` call may take: room for a few HTTP calls of
 /// `timeout` each, and at least `ack_wait`. In-progress acks keep JetStream
 /// from redelivering the message meanwhile.
-fn call_limit(sub: &Subscription) -> Duration {
+pub(crate) fn call_limit(sub: &Subscription) -> Duration {
     sub.ack_wait.max(sub.timeout * 4)
 }
 

@@ -11,6 +11,7 @@ use crate::app::{self, NatsOptions};
 use crate::config::{self, Config, PluginSearch};
 use crate::deadletter;
 use crate::plugin::{Delivery, Limits, Outcome};
+use crate::replay::{self, Fate};
 use crate::scaffold::{self, Lang};
 use crate::tryout::TryOut;
 
@@ -42,7 +43,7 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Inspect the dead-letter stream.
+    /// Inspect and replay the dead-letter stream.
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
@@ -87,6 +88,24 @@ enum DlqCommand {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Deliver a subscription's dead letters through its plugin again and
+    /// remove the delivered ones (exit 0 when all were delivered, 1 otherwise).
+    Replay {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The subscription whose dead letters to replay (only its plugin sees them).
+        #[arg(long)]
+        subscription: String,
+        /// Only the dead letter with this message id; repeatable.
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// The main stream (default: the `stream:` of config.d, else the one
+        /// stream holding the subscription's subject).
+        #[arg(long)]
+        stream: Option<String>,
         #[command(flatten)]
         nats: NatsArgs,
     },
@@ -285,6 +304,23 @@ async fn execute(cli: Cli) -> ExitCode {
         } => {
             init_logging(false);
             report(dlq_list(config, subscription, stream, json, nats.into()).await)
+        }
+        Command::Dlq {
+            command:
+                DlqCommand::Replay {
+                    config,
+                    subscription,
+                    ids,
+                    stream,
+                    nats,
+                },
+        } => {
+            init_logging(false);
+            match dlq_replay(config, subscription, stream, ids, nats.into()).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => report(Err(e)),
+            }
         }
         Command::Plugin {
             command: PluginCommand::Test(args),
@@ -509,6 +545,43 @@ async fn dlq_list(
         );
     }
     Ok(())
+}
+
+/// Replays and prints one line per dead letter, then the summary; true when
+/// every one was delivered.
+async fn dlq_replay(
+    config: ConfigArgs,
+    subscription: String,
+    stream: Option<String>,
+    ids: Vec<String>,
+    nats: NatsOptions,
+) -> anyhow::Result<bool> {
+    let config = config.load()?;
+    let js = async_nats::jetstream::new(nats.connect().await?);
+    println!(
+        "{:>6}  {:<24}  {:<24}  RESULT",
+        "SEQ", "SUBJECT", "MESSAGE ID"
+    );
+    let summary = replay::replay(&js, &config, &subscription, stream, &ids, |r| {
+        let l = &r.letter;
+        let fate = match &r.fate {
+            Fate::Delivered => "delivered, removed from the dead-letter stream".to_owned(),
+            Fate::DeliveredButKept(e) => {
+                format!("delivered, but still in the dead-letter stream: {e}")
+            }
+            Fate::StillFailing(reason) => format!("still failing: {reason}"),
+        };
+        println!(
+            "{:>6}  {:<24}  {:<24}  {fate}",
+            l.dlq_sequence, l.subject, l.message_id
+        );
+    })
+    .await?;
+    for id in &summary.missing {
+        println!("no dead letter of {subscription} has message id {id}");
+    }
+    println!("{summary}");
+    Ok(summary.all_delivered())
 }
 
 async fn publish(

@@ -171,12 +171,38 @@ pub struct DeadLetter {
     pub payload_bytes: usize,
 }
 
+/// One dead letter with what is needed to deliver it again.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// What `dlq list` shows.
+    pub letter: DeadLetter,
+    /// The original payload.
+    pub payload: bytes::Bytes,
+    /// The original headers, without the `Sinkhost-*` ones this module added.
+    pub headers: Vec<(String, String)>,
+    /// When it was dead-lettered, in ms since the Unix epoch.
+    pub dead_lettered_ms: u64,
+}
+
 /// Reads every dead letter of `stream` (optionally of one subscription), oldest first.
 pub async fn list(
     js: &jetstream::Context,
     stream: &str,
     subscription: Option<&str>,
 ) -> Result<Vec<DeadLetter>, DeadLetterError> {
+    Ok(read(js, stream, subscription)
+        .await?
+        .into_iter()
+        .map(|stored| stored.letter)
+        .collect())
+}
+
+/// Like [`list`], with each dead letter's payload and original headers.
+pub async fn read(
+    js: &jetstream::Context,
+    stream: &str,
+    subscription: Option<&str>,
+) -> Result<Vec<Stored>, DeadLetterError> {
     let name = stream_name(stream);
     let stream_error = |message: String| DeadLetterError::Stream {
         stream: name.clone(),
@@ -223,7 +249,7 @@ pub async fn list(
                 .unwrap_or_default()
         };
         let info = message.info().map_err(|e| stream_error(e.to_string()))?;
-        letters.push(DeadLetter {
+        let letter = DeadLetter {
             dlq_sequence: info.stream_sequence,
             time: info
                 .published
@@ -236,9 +262,63 @@ pub async fn list(
             attempts: header(ATTEMPTS).parse().ok(),
             last_error: header(LAST_ERROR),
             payload_bytes: message.payload.len(),
+        };
+        let dead_lettered_ms =
+            u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        letters.push(Stored {
+            letter,
+            payload: message.payload.clone(),
+            headers: original_headers(message.headers.as_ref()),
+            dead_lettered_ms,
         });
     }
     Ok(letters)
+}
+
+/// Deletes the dead letter at `dlq_sequence` from `<stream>_dlq` (once it has
+/// been delivered after all).
+pub async fn remove(
+    js: &jetstream::Context,
+    stream: &str,
+    dlq_sequence: u64,
+) -> Result<(), DeadLetterError> {
+    let name = stream_name(stream);
+    let stream_error = |message: String| DeadLetterError::Stream {
+        stream: name.clone(),
+        message,
+    };
+    let dlq = js
+        .get_stream(&name)
+        .await
+        .map_err(|e| stream_error(e.to_string()))?;
+    match dlq.delete_message(dlq_sequence).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(stream_error(format!(
+            "message {dlq_sequence} was not deleted"
+        ))),
+        Err(e) => Err(stream_error(format!(
+            "deleting message {dlq_sequence}: {e}"
+        ))),
+    }
+}
+
+/// The headers a dead letter was published with, minus the `Sinkhost-*` ones
+/// and the dead-letter stream's own `Nats-Msg-Id` ([`publish`] drops the
+/// original `Nats-*` headers).
+fn original_headers(headers: Option<&HeaderMap>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .flat_map(HeaderMap::iter)
+        .filter(|(name, _)| {
+            let name = name.to_string();
+            !name.starts_with("Sinkhost-") && !name.starts_with("Nats-")
+        })
+        .flat_map(|(name, values)| {
+            values
+                .iter()
+                .map(move |value| (name.to_string(), value.as_str().to_owned()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

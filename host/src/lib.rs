@@ -13,6 +13,7 @@ pub mod deadletter;
 mod metrics;
 pub mod outbound;
 pub mod plugin;
+pub mod replay;
 pub mod retry;
 pub mod scaffold;
 mod server;

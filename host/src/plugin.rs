@@ -39,6 +39,10 @@ use bindings::{SinkPlugin, SinkPluginPre};
 /// How often the engine's epoch advances; the granularity of the CPU deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Longest `reject` reason kept, in bytes: it goes into log lines and a
+/// dead-letter header, so a plugin must not be able to make either huge.
+const REASON_BYTES: usize = 4096;
+
 /// Limits that apply to every plugin instance.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -284,7 +288,9 @@ impl Sink {
                 let outcome = match outcome {
                     types::Outcome::Delivered => Outcome::Delivered,
                     types::Outcome::Retry(ms) => Outcome::Retry(ms.map(Duration::from_millis)),
-                    types::Outcome::Reject(reason) => Outcome::Reject(reason),
+                    types::Outcome::Reject(reason) => {
+                        Outcome::Reject(truncate(reason, REASON_BYTES))
+                    }
                 };
                 Ok(Delivery { outcome, last_http })
             }
@@ -462,15 +468,10 @@ impl log::Host for State {
             return;
         }
         self.log_lines += 1;
-        let mut message = redact(&message, &self.spec.secrets);
-        if message.len() > self.limits.log_line_bytes {
-            let mut cut = self.limits.log_line_bytes;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str("...[truncated]");
-        }
+        let message = truncate(
+            redact(&message, &self.spec.secrets),
+            self.limits.log_line_bytes,
+        );
         let subscription = self.spec.subscription.as_str();
         match level {
             log::Level::Trace => tracing::trace!(subscription, plugin = true, "{message}"),
@@ -480,6 +481,19 @@ impl log::Host for State {
             log::Level::Error => tracing::error!(subscription, plugin = true, "{message}"),
         }
     }
+}
+
+/// Cuts `text` to at most `max` bytes (on a character boundary), marking the cut.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...[truncated]");
+    }
+    text
 }
 
 /// Replaces every secret in `text` with `[redacted]`.
@@ -495,6 +509,13 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncate_cuts_on_a_char_boundary_and_says_so() {
+        assert_eq!(truncate("short".into(), 10), "short");
+        assert_eq!(truncate("abcdef".into(), 3), "abc...[truncated]");
+        assert_eq!(truncate("éé".into(), 3), "é...[truncated]");
+    }
 
     #[test]
     fn redact_hides_secrets_but_not_short_noise() {

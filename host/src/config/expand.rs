@@ -358,3 +358,139 @@ mod tests {
         assert_eq!(expanded.source_line(2), 2);
     }
 }
+
+/// Properties over generated input. `make test` runs proptest's default 256
+/// cases per property (`PROPTEST_CASES` overrides); `make fuzz` runs 100,000.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A few set variables, one of them empty; everything else is unset.
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "A" => Some("alpha".into()),
+            "B" => Some("b$${X}".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    /// Text rich in the characters the syntax cares about.
+    fn tricky() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("$".to_owned()),
+            Just("$$".to_owned()),
+            Just("${".to_owned()),
+            Just("}".to_owned()),
+            Just(":-".to_owned()),
+            Just("\n".to_owned()),
+            Just("\r\n".to_owned()),
+            Just("#".to_owned()),
+            Just(" ".to_owned()),
+            Just("${A}".to_owned()),
+            Just("${UNSET:-".to_owned()),
+            Just("${EMPTY:-d}".to_owned()),
+            "[A-Z_]{1,3}",
+            "\\PC{0,4}",
+        ];
+        prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+    }
+
+    /// A line that is not a comment: its first non-blank character is not `#`.
+    fn non_comment_line() -> impl Strategy<Value = String> {
+        "[^\n]*".prop_filter("not a comment", |l| !l.trim_start().starts_with('#'))
+    }
+
+    /// Every expanded line maps to a source line within the input, in order.
+    fn check_line_map(text: &str, expanded: &Expanded) -> Result<(), TestCaseError> {
+        let lines = expanded.text.split_inclusive('\n').count().max(1);
+        let source_lines = text.split_inclusive('\n').count().max(1);
+        let mut previous = 1;
+        for line in 1..=lines {
+            let source = expanded.source_line(line);
+            prop_assert!(source >= previous && source <= source_lines);
+            previous = source;
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC*") {
+            if let Ok(expanded) = expand(&text, &env) {
+                check_line_map(&text, &expanded)?;
+            }
+        }
+
+        #[test]
+        fn syntax_heavy_text_never_panics_and_errors_name_a_real_line(text in tricky()) {
+            match expand(&text, &env) {
+                Ok(expanded) => check_line_map(&text, &expanded)?,
+                Err(ExpandError::Unset { line, .. } | ExpandError::Syntax { line, .. }) => {
+                    prop_assert!(line >= 1 && line <= text.split_inclusive('\n').count().max(1));
+                }
+            }
+        }
+
+        #[test]
+        fn text_without_dollar_is_unchanged(text in "[^$]*") {
+            let expanded = expand(&text, &env).unwrap();
+            prop_assert_eq!(&expanded.text, &text);
+            for line in 1..=text.split_inclusive('\n').count() {
+                prop_assert_eq!(expanded.source_line(line), line);
+            }
+        }
+
+        #[test]
+        fn escaping_every_dollar_round_trips(line in non_comment_line()) {
+            let escaped = line.replace('$', "$$");
+            prop_assert_eq!(expand(&escaped, &env).unwrap().text, line);
+        }
+
+        #[test]
+        fn comment_lines_are_copied_verbatim(indent in "[ \t]{0,3}", rest in "[^\n]*") {
+            let line = format!("{indent}#{rest}\n");
+            prop_assert_eq!(expand(&line, &env).unwrap().text, line);
+        }
+
+        #[test]
+        fn a_set_variable_is_replaced_by_its_value_verbatim(
+            prefix in "[^$#\n]*",
+            value in "[^\n]*",
+            suffix in "[^$\n]*",
+        ) {
+            let lookup = |name: &str| (name == "V").then(|| value.clone());
+            let text = format!("{prefix}${{V}}{suffix}");
+            prop_assert_eq!(expand(&text, &lookup).unwrap().text, format!("{prefix}{value}{suffix}"));
+        }
+
+        #[test]
+        fn a_default_is_used_only_when_unset_or_empty(
+            set in proptest::option::of("[^\n]*"),
+            default in "[^$}\n]*",
+        ) {
+            let lookup = |name: &str| (name == "V").then(|| set.clone()).flatten();
+            let text = format!("x: ${{V:-{default}}}");
+            let want = match &set {
+                Some(value) if !value.is_empty() => value.clone(),
+                _ => default.clone(),
+            };
+            prop_assert_eq!(expand(&text, &lookup).unwrap().text, format!("x: {want}"));
+        }
+
+        #[test]
+        fn an_unset_variable_names_its_line_and_itself(
+            before in prop::collection::vec("[^$#\n]*", 0..5),
+            name in "[A-Z_][A-Z0-9_]{0,8}",
+        ) {
+            prop_assume!(env(&name).is_none());
+            let text = format!("{}x: ${{{name}}}\n", before.iter().map(|l| format!("{l}\n")).collect::<String>());
+            prop_assert_eq!(
+                expand(&text, &env).unwrap_err(),
+                ExpandError::Unset { line: before.len() + 1, var: name }
+            );
+        }
+    }
+}

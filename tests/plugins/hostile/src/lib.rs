@@ -5,32 +5,76 @@
 //!
 //! ```yaml
 //! settings:
-//!   mode: trap          # trap | loop | alloc | init-error | three-calls | ok
+//!   mode: trap          # see the modes below
+//!   target: "http://127.0.0.1:9/x"   # forbidden-http: where it tries to send
+//!   file: /tmp/secret                # snoop: a file it tries to read
+//!   lines: 100000                    # log-flood: how many lines in one call
+//!   line_bytes: 102400               # log-flood: how long each line is
 //! ```
+//!
+//! | mode | what it does in `deliver` |
+//! |---|---|
+//! | `trap` | panics |
+//! | `loop` | spins forever |
+//! | `alloc` | allocates until memory runs out |
+//! | `init-error` | (in `init`) refuses to start |
+//! | `three-calls` | three HTTP calls, then delivered |
+//! | `huge-reject` | rejects with a 10 MiB reason |
+//! | `retry-forever` | asks for a retry after `u64::MAX` ms |
+//! | `forbidden-http` | sends to `target` (not allowed), POSTs `{"result": ...}` to `webhook.url` |
+//! | `snoop` | reads `/etc/passwd`, `file` and `$SECRET_IN_HOST_ENV`, POSTs what it saw to `webhook.url` |
+//! | `log-flood` | logs `lines` lines of `line_bytes` bytes in one call, then delivered |
+//! | anything else | delivered |
 
 use sinkhost_sdk::serde::Deserialize;
-use sinkhost_sdk::{Config, Message, Outcome, Sink, export_sink, http};
+use sinkhost_sdk::{Config, Message, Outcome, Sink, export_sink, http, log, serde_json};
 
 #[derive(Deserialize)]
 #[serde(crate = "sinkhost_sdk::serde", deny_unknown_fields)]
 struct Settings {
     mode: String,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    file: Option<String>,
+    #[serde(default)]
+    lines: Option<u32>,
+    #[serde(default)]
+    line_bytes: Option<usize>,
 }
 
 struct Hostile {
     url: String,
-    mode: String,
+    settings: Settings,
+}
+
+/// What an attempt to read something from outside the sandbox gave.
+fn seen<E: std::fmt::Display>(result: Result<String, E>) -> String {
+    match result {
+        Ok(value) => format!("read: {value}"),
+        Err(error) => format!("error: {error}"),
+    }
+}
+
+impl Hostile {
+    fn report(&self, msg: &Message, report: serde_json::Value) {
+        let request = http::Request::post(&self.url)
+            .header("Idempotency-Key", format!("{}-report", msg.id))
+            .header("Content-Type", "application/json")
+            .body(report.to_string().into_bytes());
+        let _ = http::send(&request);
+    }
 }
 
 impl Sink for Hostile {
     fn init(config: Config) -> Result<Self, String> {
-        let Settings { mode } = config.settings()?;
-        if mode == "init-error" {
+        let settings: Settings = config.settings()?;
+        if settings.mode == "init-error" {
             return Err("settings.mode is init-error: refusing to start".into());
         }
         Ok(Hostile {
             url: config.webhook.url,
-            mode,
+            settings,
         })
     }
 
@@ -39,7 +83,7 @@ impl Sink for Hostile {
             .header("Idempotency-Key", &msg.id)
             .body(format!("attempt {}", msg.attempt).into_bytes());
         let _ = http::send(&ping);
-        match self.mode.as_str() {
+        match self.settings.mode.as_str() {
             "trap" => panic!("hostile plugin: trapping on purpose"),
             "loop" => loop {
                 std::hint::black_box(msg.attempt);
@@ -55,6 +99,38 @@ impl Sink for Hostile {
                 loop {
                     hoard.push(vec![1; 1 << 20]);
                 }
+            }
+            "huge-reject" => Outcome::Reject("x".repeat(10 << 20)),
+            "retry-forever" => Outcome::Retry(Some(u64::MAX)),
+            "forbidden-http" => {
+                let target = self.settings.target.clone().unwrap_or_default();
+                let result = match http::send(&http::Request::post(target).body(msg.id.clone())) {
+                    Ok(response) => format!("sent: HTTP {}", response.status),
+                    Err(http::HttpError::Denied(reason)) => format!("denied: {reason}"),
+                    Err(other) => format!("failed: {other:?}"),
+                };
+                self.report(msg, serde_json::json!({ "result": result }));
+                Outcome::Delivered
+            }
+            "snoop" => {
+                let file = self.settings.file.clone().unwrap_or_default();
+                self.report(
+                    msg,
+                    serde_json::json!({
+                        "passwd": seen(std::fs::read_to_string("/etc/passwd")),
+                        "file": seen(std::fs::read_to_string(&file)),
+                        "env": seen(std::env::var("SECRET_IN_HOST_ENV")),
+                        "env_count": std::env::vars().count(),
+                    }),
+                );
+                Outcome::Delivered
+            }
+            "log-flood" => {
+                let line = "L".repeat(self.settings.line_bytes.unwrap_or(100 << 10));
+                for _ in 0..self.settings.lines.unwrap_or(100_000) {
+                    log::log(log::Level::Info, &line);
+                }
+                Outcome::Delivered
             }
             _ => Outcome::Delivered,
         }

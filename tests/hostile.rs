@@ -1,0 +1,363 @@
+//! Hostile plugins (tests/plugins/hostile, `settings.mode`): each case asserts the
+//! mechanism that contains the misbehaviour, and that another subscription on the
+//! same host keeps delivering meanwhile. CPU loops, memory exhaustion and traps are
+//! in tests/delivery.rs.
+
+#[path = "common.rs"]
+mod common;
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use common::{hostile_plugin, metric, stream_yaml, sub_yaml, wait_metric};
+use support::{ConfigDir, Host, NatsServer, Receiver, Recorded, dlq_messages, publish};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A hostile subscription's `extra` lines for `sub_yaml`.
+fn hostile(settings: &str, extra: &str) -> String {
+    format!(
+        "plugin: \"{}\"\nsettings: {{{settings}}}\n{extra}",
+        hostile_plugin()
+    )
+}
+
+/// The `fine.>` subscription every case runs next to the hostile one(s).
+fn fine(receiver: &Receiver) -> String {
+    sub_yaml("fine", "fine.>", &receiver.url("/hook"), "")
+}
+
+/// Publishes `n` messages to `fine.<tag>.<i>` and waits until the healthy
+/// receiver has all of them: the host still serves other subscriptions.
+async fn assert_fine_flows(
+    js: &async_nats::jetstream::Context,
+    healthy: &Receiver,
+    tag: &str,
+    n: usize,
+) {
+    let before = healthy.count();
+    for i in 0..n {
+        publish(js, &format!("fine.{tag}.{i}"), "{}", &[]).await;
+    }
+    healthy.wait_for(before + n, WAIT).await;
+}
+
+/// The host's JSON log lines with `fields.subscription == subscription`.
+fn lines_of(host: &Host, subscription: &str) -> Vec<serde_json::Value> {
+    host.json_logs()
+        .into_iter()
+        .filter(|l| l["fields"]["subscription"] == subscription)
+        .collect()
+}
+
+/// The report the hostile plugin POSTed (its `Idempotency-Key` ends in `-report`).
+async fn report(receiver: &Receiver) -> Recorded {
+    let requests = receiver
+        .wait_until(
+            |reqs| {
+                reqs.iter()
+                    .any(|r| r.idempotency_key().is_some_and(|k| k.ends_with("-report")))
+            },
+            WAIT,
+        )
+        .await;
+    requests
+        .into_iter()
+        .find(|r| r.idempotency_key().is_some_and(|k| k.ends_with("-report")))
+        .expect("the report")
+}
+
+/// A 10 MiB reject reason is cut before it reaches a log line or a dead-letter
+/// header; a retry delay of `u64::MAX` ms becomes the 1 h cap, not years.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_reject_reason_and_endless_retry_delay_are_capped() {
+    let nats = NatsServer::start();
+    let pings = Receiver::ok().await;
+    let healthy = Receiver::ok().await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}{}{}",
+            stream_yaml("garbage_s", &["rej.>", "wait.>", "fine.>"]),
+            sub_yaml(
+                "rejecter",
+                "rej.>",
+                &pings.url("/rej"),
+                &hostile("mode: huge-reject", "")
+            ),
+            sub_yaml(
+                "patient",
+                "wait.>",
+                &pings.url("/wait"),
+                &hostile("mode: retry-forever", "retries: 3")
+            ),
+            fine(&healthy)
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let js = nats.jetstream().await;
+    publish(&js, "rej.1", "{}", &[]).await;
+    publish(&js, "wait.1", "{}", &[]).await;
+    assert_fine_flows(&js, &healthy, "before", 3).await;
+
+    // The reject: dead-lettered at once, with the reason cut.
+    wait_metric(
+        &host,
+        "sinkhost_dead_letters_total{subscription=\"rejecter\"}",
+        1.0,
+        WAIT,
+    )
+    .await;
+    let letters = dlq_messages(&js, "garbage_s").await;
+    let reason = letters
+        .iter()
+        .find(|l| l.subject == "dlq.rejecter")
+        .and_then(|l| l.header("Sinkhost-Last-Error"))
+        .expect("the rejecter's dead letter has a last error")
+        .to_owned();
+    assert!(reason.starts_with("rejected: xxxx"), "{reason:.100}");
+    assert!(reason.len() <= 1024, "header is {} bytes", reason.len());
+    let dead_lettered = host
+        .wait_for_log_where(
+            "the rejecter's dead-lettered line",
+            |l| l.contains("\"dead-lettered\"") && l.contains("rejecter"),
+            WAIT,
+        )
+        .await;
+    assert!(
+        dead_lettered.len() < 8 << 10,
+        "the dead-lettered log line is {} bytes",
+        dead_lettered.len()
+    );
+
+    // The endless delay: a retry after the 1 h cap, not after u64::MAX ms.
+    let retry = host
+        .wait_for_log_where(
+            "the patient subscription's retry line",
+            |l| l.contains("will retry") && l.contains("patient"),
+            WAIT,
+        )
+        .await;
+    let retry: serde_json::Value = serde_json::from_str(&retry).expect("a JSON log line");
+    assert_eq!(retry["fields"]["retry_in_ms"], 3_600_000, "{retry}");
+    assert_eq!(retry["fields"]["attempt"], 1, "{retry}");
+    assert_eq!(
+        metric(
+            &host,
+            "sinkhost_deliveries_total{subscription=\"patient\",outcome=\"retry\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+    assert!(
+        !dlq_messages(&js, "garbage_s")
+            .await
+            .iter()
+            .any(|l| l.subject == "dlq.patient"),
+        "a retry is not a dead letter"
+    );
+
+    assert_fine_flows(&js, &healthy, "after", 3).await;
+    let longest = host.logs().iter().map(String::len).max().unwrap_or(0);
+    assert!(longest < 8 << 10, "the longest log line is {longest} bytes");
+}
+
+/// `http.send` to a host:port outside the allowlist answers `denied` inside the
+/// plugin, and nothing reaches that address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_to_a_host_that_is_not_allowed_is_denied_and_never_sent() {
+    let nats = NatsServer::start();
+    let allowed = Receiver::ok().await;
+    let outsider = Receiver::ok().await;
+    let healthy = Receiver::ok().await;
+    let settings = format!(
+        "mode: forbidden-http, target: \"{}\"",
+        outsider.url("/exfiltrate")
+    );
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}{}",
+            stream_yaml("denied_s", &["snitch.>", "fine.>"]),
+            sub_yaml(
+                "snitch",
+                "snitch.>",
+                &allowed.url("/ping"),
+                &hostile(&settings, "")
+            ),
+            fine(&healthy)
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let js = nats.jetstream().await;
+    publish(&js, "snitch.1", "{}", &[]).await;
+
+    let report = report(&allowed).await.json();
+    let result = report["result"].as_str().unwrap_or_default();
+    assert!(result.starts_with("denied: "), "{report}");
+    assert!(result.contains(&outsider.addr().to_string()), "{report}");
+    wait_metric(
+        &host,
+        "sinkhost_http_requests_total{subscription=\"snitch\",result=\"denied\"}",
+        1.0,
+        WAIT,
+    )
+    .await;
+    assert_fine_flows(&js, &healthy, "after", 3).await;
+    outsider
+        .assert_count_stays(0, Duration::from_millis(500))
+        .await;
+    assert_eq!(
+        metric(
+            &host,
+            "sinkhost_http_requests_total{subscription=\"snitch\",result=\"denied\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+}
+
+/// Files (a system one and one the test names) and the host's environment are
+/// invisible to a plugin: it reports the failures, never the contents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_and_environment_are_out_of_reach() {
+    let nats = NatsServer::start();
+    let allowed = Receiver::ok().await;
+    let healthy = Receiver::ok().await;
+    let secrets = ConfigDir::new();
+    let file = secrets.write("secret.txt", "file-secret-4711");
+    let settings = format!("mode: snoop, file: \"{}\"", file.display());
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}{}",
+            stream_yaml("snoop_s", &["snoop.>", "fine.>"]),
+            sub_yaml(
+                "snoop",
+                "snoop.>",
+                &allowed.url("/ping"),
+                &hostile(&settings, "")
+            ),
+            fine(&healthy)
+        ),
+    );
+    let host = Host::start(
+        config.path(),
+        &nats.url(),
+        &[("SECRET_IN_HOST_ENV", "env-secret-0815")],
+    )
+    .await;
+    host.wait_healthy(WAIT).await;
+    let js = nats.jetstream().await;
+    publish(&js, "snoop.1", "{}", &[]).await;
+
+    let recorded = report(&allowed).await;
+    let body = recorded.body_text();
+    let report = recorded.json();
+    for key in ["passwd", "file", "env"] {
+        let seen = report[key].as_str().unwrap_or_default();
+        assert!(seen.starts_with("error: "), "{key}: {report}");
+    }
+    assert_eq!(report["env_count"], 0, "{report}");
+    for secret in ["env-secret-0815", "file-secret-4711", "root:"] {
+        assert!(!body.contains(secret), "{secret} leaked: {body}");
+    }
+    assert_fine_flows(&js, &healthy, "after", 3).await;
+}
+
+/// 100,000 log lines of 100 KiB in one call: the host writes the per-call limit
+/// (100 lines, each cut to 4 KiB) and one warning counting the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_flood_is_cut_to_the_per_call_limit() {
+    const LIMIT: usize = 100;
+    const LINE_BYTES: usize = 4096;
+    let nats = NatsServer::start();
+    let pings = Receiver::ok().await;
+    let healthy = Receiver::ok().await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}{}",
+            stream_yaml("flood_s", &["flood.>", "fine.>"]),
+            sub_yaml(
+                "flood",
+                "flood.>",
+                &pings.url("/ping"),
+                &hostile(
+                    "mode: log-flood, lines: 100000, line_bytes: 102400",
+                    "retries: 0"
+                )
+            ),
+            fine(&healthy)
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let js = nats.jetstream().await;
+    publish(&js, "flood.1", "{}", &[]).await;
+
+    let warning = host
+        .wait_for_log_where(
+            "the dropped-lines warning",
+            |l| l.contains("were dropped") && l.contains("flood"),
+            WAIT,
+        )
+        .await;
+    let warning: serde_json::Value = serde_json::from_str(&warning).expect("a JSON log line");
+    assert_fine_flows(&js, &healthy, "after", 3).await;
+
+    let lines = lines_of(&host, "flood");
+    let plugin_lines: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["fields"]["plugin"] == true)
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    assert_eq!(plugin_lines.len(), LIMIT);
+    for line in &plugin_lines {
+        assert!(
+            line.len() <= LINE_BYTES + "...[truncated]".len(),
+            "{}",
+            line.len()
+        );
+        assert!(line.ends_with("...[truncated]"));
+    }
+    let warnings = lines
+        .iter()
+        .filter(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("were dropped"))
+        })
+        .count();
+    assert_eq!(warnings, 1);
+    let dropped = warning["fields"]["dropped"].as_u64().unwrap_or_default();
+    assert!(dropped >= 1, "{warning}");
+    let total: usize = host.logs().iter().map(|l| l.len() + 1).sum();
+    assert!(total < 1 << 20, "the host printed {total} bytes");
+    // The flood usually fits the 1 s CPU budget (the lines past the limit cost
+    // only their copy); on a busy machine the deadline may cut it short, which
+    // contains it as well. Either way the call ended and was counted once.
+    let series = |outcome: &str| {
+        format!("sinkhost_deliveries_total{{subscription=\"flood\",outcome=\"{outcome}\"}}")
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (delivered, cut) = loop {
+        let delivered = metric(&host, &series("delivered")).await.unwrap_or(0.0);
+        let cut = metric(&host, &series("deadline")).await.unwrap_or(0.0);
+        if delivered + cut >= 1.0 || tokio::time::Instant::now() > deadline {
+            break (delivered, cut);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        delivered + cut,
+        1.0,
+        "one call, delivered or cut by the deadline"
+    );
+    if delivered == 1.0 {
+        assert_eq!(dropped, 100_000 - LIMIT as u64, "{warning}");
+    }
+}
