@@ -197,21 +197,30 @@ pub async fn list(
         .collect())
 }
 
+/// Opens `<stream>_dlq`, with the error constructor for what goes wrong on it.
+async fn open(
+    js: &jetstream::Context,
+    stream: &str,
+) -> Result<(stream::Stream, impl Fn(String) -> DeadLetterError), DeadLetterError> {
+    let name = stream_name(stream);
+    let stream_error = move |message: String| DeadLetterError::Stream {
+        stream: name.clone(),
+        message,
+    };
+    let dlq = js
+        .get_stream(stream_name(stream))
+        .await
+        .map_err(|e| stream_error(e.to_string()))?;
+    Ok((dlq, stream_error))
+}
+
 /// Like [`list`], with each dead letter's payload and original headers.
 pub async fn read(
     js: &jetstream::Context,
     stream: &str,
     subscription: Option<&str>,
 ) -> Result<Vec<Stored>, DeadLetterError> {
-    let name = stream_name(stream);
-    let stream_error = |message: String| DeadLetterError::Stream {
-        stream: name.clone(),
-        message,
-    };
-    let dlq = js
-        .get_stream(&name)
-        .await
-        .map_err(|e| stream_error(e.to_string()))?;
+    let (dlq, stream_error) = open(js, stream).await?;
     let consumer = dlq
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
             filter_subject: subscription.map(subject).unwrap_or_else(|| "dlq.>".into()),
@@ -282,15 +291,7 @@ pub async fn remove(
     stream: &str,
     dlq_sequence: u64,
 ) -> Result<(), DeadLetterError> {
-    let name = stream_name(stream);
-    let stream_error = |message: String| DeadLetterError::Stream {
-        stream: name.clone(),
-        message,
-    };
-    let dlq = js
-        .get_stream(&name)
-        .await
-        .map_err(|e| stream_error(e.to_string()))?;
+    let (dlq, stream_error) = open(js, stream).await?;
     match dlq.delete_message(dlq_sequence).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(stream_error(format!(
