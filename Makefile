@@ -28,6 +28,7 @@ help:
 	@echo "make test   - lint, build and run every test"
 	@echo "make soak   - the fault tests (tests/faults.rs) with 20,000 messages and the long variants"
 	@echo "make build  - build the host and the built-in plugins (target/release)"
+	@echo "make dist   - pack the release tarball (target/dist/sinkhost-<version>-<arch>-linux.tar.gz)"
 	@echo "make examples - build the JS and Python example plugins (target/examples, needs npm)"
 	@echo "make bench  - print the plugin cost per delivery"
 	@echo "make setup  - install the wasm32-wasip2 target and nats-server (into .tools/)"
@@ -55,6 +56,29 @@ plugins: .tools/wasm-target
 	@for p in $(PLUGINS); do cp $(WASM_OUT)/$${p//-/_}.wasm $(PLUGIN_DIR)/$$p.wasm; done
 	@for p in $(TEST_PLUGINS); do cp $(WASM_OUT)/$${p//-/_}.wasm $(TEST_PLUGIN_DIR)/$${p#test-}.wasm; done
 	@ls -l $(PLUGIN_DIR) $(TEST_PLUGIN_DIR)
+
+# The release tarball: one directory with bin/sinkhost and the built-in plugins
+# beside it in bin/plugins/ (where the binary looks when SINKHOST_PLUGIN_DIR is
+# unset), the reference config.d, the systemd unit with its env file, and
+# INSTALL.md. It packs what `make build` built; only the packed copy of the
+# binary loses its debug info. tests/dist.rs unpacks and runs it.
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
+DIST_NAME  := sinkhost-$(VERSION)-$(shell uname -m)-linux
+DIST_STAGE := target/dist/$(DIST_NAME)
+
+.PHONY: dist
+dist: build
+	rm -rf $(DIST_STAGE)
+	mkdir -p $(DIST_STAGE)/bin/plugins $(DIST_STAGE)/config.d $(DIST_STAGE)/systemd
+	cp $(BIN) $(DIST_STAGE)/bin/
+	strip --strip-debug $(DIST_STAGE)/bin/sinkhost
+	cp $(PLUGINS:%=$(PLUGIN_DIR)/%.wasm) $(DIST_STAGE)/bin/plugins/
+	cp config.d/*.yml $(DIST_STAGE)/config.d/
+	cp packaging/sinkhost.service packaging/sinkhost.env $(DIST_STAGE)/systemd/
+	cp packaging/INSTALL.md $(DIST_STAGE)/
+	tar -C target/dist --sort=name --owner=0 --group=0 --numeric-owner -czf $(DIST_STAGE).tar.gz $(DIST_NAME)
+	rm -rf $(DIST_STAGE)
+	@ls -l $(DIST_STAGE).tar.gz
 
 # Third-party style plugins, each built with its own language's toolchain
 # (examples/README.md): npm's componentize-js and PyPI's componentize-py.
@@ -95,7 +119,7 @@ run: setup build
 # Two runs, not one `--workspace` run: the guest crates enable features of
 # shared dependencies (digest, indexmap, ...) that would make cargo rebuild
 # wasmtime for the tests; this way the host's tests reuse `make host`'s build.
-test: setup lint build examples
+test: setup lint build examples dist
 	$(CARGO) test --release -p sinkhost
 	$(CARGO) test --release -p sinkhost-sdk $(addprefix -p ,$(PLUGINS) $(TEST_PLUGINS))
 

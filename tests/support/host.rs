@@ -3,7 +3,8 @@
 //! SIGKILL, exit code) under the test's control. Killed on Drop; if the test is
 //! failing, its output is printed then.
 //!
-//! Also `sinkhost_cli` for the one-shot subcommands (`check`, `dlq list`, ...).
+//! Also `sinkhost_cli` for the one-shot subcommands (`check`, `dlq list`, ...), and
+//! [`Installed`] to run another copy of the binary (an unpacked release) the same way.
 //! This module assumes only the documented operating surface: the `run` subcommand,
 //! `--config-dir`, the environment variables, JSON log lines and `/healthz`.
 
@@ -30,6 +31,40 @@ pub fn plugin_dir() -> PathBuf {
         .join("plugins")
 }
 
+/// A sinkhost binary other than the one cargo built, such as an unpacked release,
+/// run the way an operator runs it: from `cwd` and without `SINKHOST_PLUGIN_DIR`, so
+/// it has to find its built-in plugins on its own.
+#[derive(Clone, Debug)]
+pub struct Installed {
+    pub bin: PathBuf,
+    pub cwd: PathBuf,
+}
+
+impl Installed {
+    /// [`Host::start`] with this binary.
+    pub async fn start(
+        &self,
+        config_dir: &Path,
+        nats_url: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Host {
+        let host = Host::spawn_from(Some(self), config_dir, nats_url, extra_env);
+        host.wait_listening(LISTEN_TIMEOUT).await;
+        host
+    }
+
+    /// [`sinkhost_cli`] with this binary.
+    pub async fn cli(
+        &self,
+        args: &[&str],
+        nats_url: &str,
+        extra_env: &[(&str, &str)],
+        timeout: Duration,
+    ) -> CliOutput {
+        run_cli(Some(self), args, nats_url, extra_env, timeout).await
+    }
+}
+
 /// A running `sinkhost run`.
 pub struct Host {
     process: ChildProcess,
@@ -53,7 +88,17 @@ impl Host {
     /// Like [`Host::start`] but returns at once, for tests of a host that is not
     /// expected to come up (or not yet).
     pub fn spawn(config_dir: &Path, nats_url: &str, extra_env: &[(&str, &str)]) -> Self {
+        Self::spawn_from(None, config_dir, nats_url, extra_env)
+    }
+
+    fn spawn_from(
+        installed: Option<&Installed>,
+        config_dir: &Path,
+        nats_url: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         let mut command = sinkhost_command(
+            installed,
             [
                 OsStr::new("run"),
                 OsStr::new("--config-dir"),
@@ -62,8 +107,12 @@ impl Host {
             nats_url,
             extra_env,
         );
-        let process = ChildProcess::spawn("sinkhost", &mut command)
-            .unwrap_or_else(|err| panic!("starting {SINKHOST_BIN}: {err}"));
+        let process = ChildProcess::spawn("sinkhost", &mut command).unwrap_or_else(|err| {
+            panic!(
+                "starting {}: {err}",
+                command.get_program().to_string_lossy()
+            )
+        });
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -275,7 +324,18 @@ pub async fn sinkhost_cli(
     extra_env: &[(&str, &str)],
     timeout: Duration,
 ) -> CliOutput {
-    let command = sinkhost_command(args, nats_url, extra_env);
+    run_cli(None, args, nats_url, extra_env, timeout).await
+}
+
+async fn run_cli(
+    installed: Option<&Installed>,
+    args: &[&str],
+    nats_url: &str,
+    extra_env: &[(&str, &str)],
+    timeout: Duration,
+) -> CliOutput {
+    let command = sinkhost_command(installed, args, nats_url, extra_env);
+    let program = command.get_program().to_string_lossy().into_owned();
     let mut command = tokio::process::Command::from(command);
     command.kill_on_drop(true);
     let output = tokio::time::timeout(timeout, command.output())
@@ -286,7 +346,7 @@ pub async fn sinkhost_cli(
                 args.join(" ")
             )
         })
-        .unwrap_or_else(|err| panic!("running {SINKHOST_BIN}: {err}"));
+        .unwrap_or_else(|err| panic!("running {program}: {err}"));
     CliOutput {
         status: output.status,
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -294,12 +354,22 @@ pub async fn sinkhost_cli(
     }
 }
 
-fn sinkhost_command<I, S>(args: I, nats_url: &str, extra_env: &[(&str, &str)]) -> Command
+/// `installed`'s binary in its `cwd`, or the one cargo built with
+/// `SINKHOST_PLUGIN_DIR` = [`plugin_dir`].
+fn sinkhost_command<I, S>(
+    installed: Option<&Installed>,
+    args: I,
+    nats_url: &str,
+    extra_env: &[(&str, &str)],
+) -> Command
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut command = Command::new(SINKHOST_BIN);
+    let mut command = Command::new(installed.map_or(Path::new(SINKHOST_BIN), |i| &i.bin));
+    if let Some(installed) = installed {
+        command.current_dir(&installed.cwd);
+    }
     // A developer's own settings must not leak into the test.
     for (name, _) in std::env::vars_os() {
         let name_str = name.to_string_lossy();
@@ -312,8 +382,10 @@ where
         .stdin(Stdio::null())
         .env("NATS_URL", nats_url)
         .env("SINKHOST_LISTEN", "127.0.0.1:0")
-        .env("SINKHOST_PLUGIN_DIR", plugin_dir())
         .env("RUST_LOG", "info");
+    if installed.is_none() {
+        command.env("SINKHOST_PLUGIN_DIR", plugin_dir());
+    }
     for (name, value) in extra_env {
         command.env(name, value);
     }

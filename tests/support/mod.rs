@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 pub use cluster::NatsCluster;
 pub use config::{ConfigDir, unique};
-pub use host::{CliOutput, Host, SINKHOST_BIN, plugin_dir, sinkhost_cli};
+pub use host::{CliOutput, Host, Installed, SINKHOST_BIN, plugin_dir, sinkhost_cli};
 pub use jetstream::{
     StoredMessage, dlq_messages, dlq_stream_name, ensure_stream, publish, read_stream,
     wait_for_stream_messages,
