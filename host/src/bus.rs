@@ -19,13 +19,12 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::config::{Storage, StreamConfig, Subscription};
-use crate::plugin::PluginError;
 use crate::plugin::{self, Delivery, Outcome, Sink};
 use crate::retry::{Action, Attempt, Policy};
 use crate::{deadletter, lag, metrics, trace};
-use tracing::Instrument;
 
 /// Why the bus could not set up a stream or consumer.
 #[derive(Debug, thiserror::Error)]
@@ -541,7 +540,10 @@ async fn deliver_in_span(
                 ..
             })) => (Attempt::Reject(reason), "reject"),
             Ok(Err(error)) => {
-                if matches!(error, PluginError::Trap(_) | PluginError::Deadline(_)) {
+                if matches!(
+                    error,
+                    plugin::PluginError::Trap(_) | plugin::PluginError::Deadline(_)
+                ) {
                     metrics::plugin_trap(&sub.name);
                 }
                 (Attempt::Failed(error.to_string()), error.kind())
