@@ -121,8 +121,9 @@ fn dead_letter<'a>(letters: &'a [StoredMessage], subscription: &str) -> &'a Stor
 }
 
 /// An order event arrives as the destination's chat message, byte for byte,
-/// with Content-Type, the message id as Idempotency-Key and the configured
-/// Authorization; a second subscription shows the plugin's own setting.
+/// with Content-Type, the message id as Idempotency-Key, the configured
+/// Authorization and the message's W3C trace context; a second subscription
+/// shows the plugin's own setting.
 async fn formats_an_order_event(example: Example) {
     let nats = NatsServer::start();
     let chat = Receiver::ok().await;
@@ -149,7 +150,10 @@ async fn formats_an_order_event(example: Example) {
         ),
     );
     let host = start_host(&config, &nats).await;
-    let ack = publish(&nats.jetstream().await, "order.completed", ORDER, &[]).await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let tracestate = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE";
+    let trace = [("traceparent", traceparent), ("tracestate", tracestate)];
+    let ack = publish(&nats.jetstream().await, "order.completed", ORDER, &trace).await;
     let id = format!("nats-msg-{}", ack.sequence);
 
     let got = chat.wait_for(1, WAIT).await;
@@ -164,6 +168,8 @@ async fn formats_an_order_event(example: Example) {
         request.header("authorization"),
         Some(format!("Bearer secret-{all}").as_str())
     );
+    assert_eq!(request.header("traceparent"), Some(traceparent));
+    assert_eq!(request.header("tracestate"), Some(tracestate));
 
     let got = narrow.wait_for(1, WAIT).await;
     assert_eq!(

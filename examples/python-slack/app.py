@@ -10,6 +10,7 @@ Built with componentize-py (see ../README.md): the host provides `http.send` and
 """
 
 import json
+import re
 import time
 from email.utils import parsedate_to_datetime
 
@@ -29,6 +30,8 @@ OWN_HEADERS = ("content-type", "idempotency-key")
 # Block Kit limits: a section holds at most 10 fields of at most 2000 characters.
 MAX_FIELDS = 10
 MAX_FIELD_CHARS = 2000
+# A W3C `traceparent` (version 00); an invalid one must not be forwarded.
+TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 class Config:
@@ -129,6 +132,14 @@ def retry_after_ms(headers: list[tuple[str, str]]) -> int | None:
     return max(0, int((at - time.time()) * 1000))
 
 
+def trace_context(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The message's `traceparent`/`tracestate` headers, when its traceparent is valid."""
+    parent = next((v for k, v in headers if k.lower() == "traceparent"), "")
+    if not TRACEPARENT.fullmatch(parent):
+        return []
+    return [(k, v) for k, v in headers if k.lower() in ("traceparent", "tracestate")]
+
+
 def classify(response: http.Response, msg: Message) -> Outcome:
     """What the destination's status means for the message."""
     status = response.status
@@ -181,6 +192,7 @@ class Sink(exports.Sink):
                 *config.headers,
                 ("Content-Type", "application/json"),
                 ("Idempotency-Key", msg.id),
+                *trace_context(msg.headers),
             ],
             body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
         )

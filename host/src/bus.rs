@@ -19,11 +19,12 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::config::{Storage, StreamConfig, Subscription};
 use crate::plugin::{self, Delivery, Outcome, Sink};
 use crate::retry::{Action, Attempt, Policy};
-use crate::{deadletter, metrics};
+use crate::{deadletter, lag, metrics, trace};
 
 /// Why the bus could not set up a stream or consumer.
 #[derive(Debug, thiserror::Error)]
@@ -326,6 +327,7 @@ pub async fn consume(
     in_flight: TaskTracker,
 ) {
     let name = subscriber.sub.name.clone();
+    let _lag = lag::watch(&name, consumer.clone(), stop_fetching.child_token());
     let permits = Arc::new(Semaphore::new(subscriber.sub.max_concurrency));
     'fetching: while !stop_fetching.is_cancelled() {
         // Every await below races `stop_fetching`: with NATS down, a request
@@ -444,8 +446,20 @@ pub fn message_id(headers: Option<&async_nats::HeaderMap>, stream_sequence: u64)
         .unwrap_or_else(|| format!("nats-msg-{stream_sequence}"))
 }
 
-/// Delivers one message and settles it with JetStream.
+/// Delivers one message and settles it with JetStream, in the `delivery`
+/// span that puts its subscription, id and trace id on every log line.
 async fn deliver(
+    subscriber: Arc<Subscriber>,
+    message: jetstream::Message,
+    abort: CancellationToken,
+) {
+    let span = trace::delivery_span(&subscriber.sub.name, message.headers.as_ref());
+    deliver_in_span(subscriber, message, abort)
+        .instrument(span)
+        .await;
+}
+
+async fn deliver_in_span(
     subscriber: Arc<Subscriber>,
     message: jetstream::Message,
     abort: CancellationToken,
@@ -465,6 +479,7 @@ async fn deliver(
         }
     };
     let id = message_id(message.headers.as_ref(), sequence);
+    tracing::Span::current().record("message_id", id.as_str());
     let policy = subscriber.policy();
 
     let (result, label) = if attempt > policy.max_attempts {
@@ -524,7 +539,15 @@ async fn deliver(
                 outcome: Outcome::Reject(reason),
                 ..
             })) => (Attempt::Reject(reason), "reject"),
-            Ok(Err(error)) => (Attempt::Failed(error.to_string()), error.kind()),
+            Ok(Err(error)) => {
+                if matches!(
+                    error,
+                    plugin::PluginError::Trap(_) | plugin::PluginError::Deadline(_)
+                ) {
+                    metrics::plugin_trap(&sub.name);
+                }
+                (Attempt::Failed(error.to_string()), error.kind())
+            }
             Err(_) => {
                 let slow = format!("delivery still running after {:?}", call_limit(sub));
                 (Attempt::Failed(slow), "call_limit")

@@ -479,7 +479,9 @@ fn init_logging(json: bool) {
     if json {
         builder
             .json()
-            .with_current_span(false)
+            // The `delivery` span's fields (subscription, message_id,
+            // trace_id) go on every line logged during a delivery.
+            .with_current_span(true)
             .with_span_list(false)
             .init();
     } else {

@@ -42,6 +42,10 @@ struct Metrics {
     http: Family<SubResult, Counter>,
     consuming: Family<Sub, Gauge>,
     nats_connected: Gauge,
+    consumer_pending: Family<Sub, Gauge>,
+    consumer_ack_pending: Family<Sub, Gauge>,
+    consumer_redelivered: Family<Sub, Gauge>,
+    plugin_traps: Family<Sub, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -90,6 +94,30 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "1 while connected to NATS",
         nats_connected.clone(),
     );
+    let consumer_pending = Family::<Sub, Gauge>::default();
+    registry.register(
+        "sinkhost_consumer_pending",
+        "Messages in the stream the subscription's consumer has not delivered yet (JetStream num_pending)",
+        consumer_pending.clone(),
+    );
+    let consumer_ack_pending = Family::<Sub, Gauge>::default();
+    registry.register(
+        "sinkhost_consumer_ack_pending",
+        "Messages delivered and not yet acked, including those waiting for a retry (JetStream num_ack_pending)",
+        consumer_ack_pending.clone(),
+    );
+    let consumer_redelivered = Family::<Sub, Gauge>::default();
+    registry.register(
+        "sinkhost_consumer_redelivered",
+        "Unacked messages that were delivered more than once (JetStream num_redelivered)",
+        consumer_redelivered.clone(),
+    );
+    let plugin_traps = Family::<Sub, Counter>::default();
+    registry.register(
+        "sinkhost_plugin_traps",
+        "Plugin calls that trapped (panic, unreachable, out of memory) or ran out of CPU time",
+        plugin_traps.clone(),
+    );
     Metrics {
         registry,
         deliveries,
@@ -99,6 +127,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         http,
         consuming,
         nats_connected,
+        consumer_pending,
+        consumer_ack_pending,
+        consumer_redelivered,
+        plugin_traps,
     }
 });
 
@@ -170,6 +202,42 @@ pub(crate) fn consuming(subscription: &str, yes: bool) {
 /// Records whether the NATS connection is up.
 pub(crate) fn nats_connected(yes: bool) {
     METRICS.nats_connected.set(i64::from(yes));
+}
+
+/// Records a subscription's consumer state as JetStream reported it.
+pub(crate) fn consumer_state(
+    subscription: &str,
+    pending: u64,
+    ack_pending: usize,
+    redelivered: usize,
+) {
+    let label = sub(subscription);
+    let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    METRICS
+        .consumer_pending
+        .get_or_create(&label)
+        .set(gauge(pending));
+    METRICS
+        .consumer_ack_pending
+        .get_or_create(&label)
+        .set(gauge(ack_pending as u64));
+    METRICS
+        .consumer_redelivered
+        .get_or_create(&label)
+        .set(gauge(redelivered as u64));
+}
+
+/// Removes a stopped subscription's consumer state series.
+pub(crate) fn forget_consumer_state(subscription: &str) {
+    let label = sub(subscription);
+    METRICS.consumer_pending.remove(&label);
+    METRICS.consumer_ack_pending.remove(&label);
+    METRICS.consumer_redelivered.remove(&label);
+}
+
+/// Counts one plugin call that trapped or ran out of CPU time.
+pub(crate) fn plugin_trap(subscription: &str) {
+    METRICS.plugin_traps.get_or_create(&sub(subscription)).inc();
 }
 
 /// The Prometheus text exposition of every metric.

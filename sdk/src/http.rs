@@ -4,10 +4,12 @@
 //! The plugin has no sockets of its own; the host sends the request with its
 //! pooled client, the subscription's `timeout` and its host allowlist.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::__private::bindings::sinkhost::plugin::http as wit;
+use crate::trace_context::{TRACEPARENT, TRACESTATE, TraceContext};
 
 pub use wit::{Method, Response};
 
@@ -77,6 +79,29 @@ impl Request {
         self.headers
             .extend(headers.into_iter().map(|(n, v)| (n.into(), v.into())));
         self
+    }
+
+    /// Adds the W3C trace context of `msg` (`traceparent`, and `tracestate`
+    /// when present) so the destination's spans join the producer's trace;
+    /// see [`trace_context`](crate::trace_context). Does nothing when `msg`
+    /// has no valid `traceparent` or this request already sets one.
+    /// [`deliver`] calls it for you.
+    pub fn trace_context(self, msg: &crate::Message) -> Self {
+        if self.header_value(TRACEPARENT).is_some() {
+            return self;
+        }
+        match TraceContext::from_message(msg) {
+            Some(ctx) => self.with_context(ctx),
+            None => self,
+        }
+    }
+
+    fn with_context(self, ctx: TraceContext) -> Self {
+        let req = self.header(TRACEPARENT, ctx.traceparent);
+        match ctx.tracestate {
+            Some(state) => req.header(TRACESTATE, state),
+            None => req,
+        }
     }
 
     /// Sets the body, replacing any earlier one.
@@ -170,13 +195,16 @@ pub fn send(req: &Request) -> Result<Response, HttpError> {
 /// [`Outcome::from_http_error`](crate::Outcome::from_http_error). Anything but
 /// `Delivered` is logged as a warning naming the message and the attempt, so an
 /// operator sees why it is retried or dead-lettered.
+///
+/// The message's W3C trace context goes along, as
+/// [`Request::trace_context`] adds it, unless `req` sets its own.
 pub fn deliver(
     msg: &crate::Message,
     req: &Request,
     classify: impl FnOnce(&Response) -> crate::Outcome,
 ) -> crate::Outcome {
     let (n, max) = (msg.attempt, msg.max_attempts);
-    match send(req) {
+    match send(&with_trace_context(req, msg)) {
         Ok(resp) => {
             let outcome = classify(&resp);
             if outcome != crate::Outcome::Delivered {
@@ -192,6 +220,16 @@ pub fn deliver(
             crate::warn!("message {}: {err}, attempt {n}/{max}", msg.id);
             crate::Outcome::from_http_error(&err)
         }
+    }
+}
+
+/// `req` with `msg`'s trace context, copied only when there is one to add.
+fn with_trace_context<'a>(req: &'a Request, msg: &crate::Message) -> Cow<'a, Request> {
+    match TraceContext::from_message(msg) {
+        Some(ctx) if req.header_value(TRACEPARENT).is_none() => {
+            Cow::Owned(req.clone().with_context(ctx))
+        }
+        _ => Cow::Borrowed(req),
     }
 }
 
@@ -344,6 +382,58 @@ mod tests {
         let debug = format!("{req:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(debug.contains("Authorization: <redacted>"), "{debug}");
+    }
+
+    fn message(headers: &[(&str, &str)]) -> crate::Message {
+        crate::Message {
+            subject: "s".into(),
+            payload: Vec::new(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            id: "m1".into(),
+            published_ms: 0,
+            attempt: 1,
+            max_attempts: 4,
+        }
+    }
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn trace_context_is_copied_onto_the_request() {
+        let msg = message(&[("traceparent", PARENT), ("tracestate", "rojo=1,congo=2")]);
+        let req = Request::post("https://example.com/hook").header("X-A", "1");
+        let sent = with_trace_context(&req, &msg);
+        assert_eq!(
+            sent.header_list(),
+            [
+                ("X-A".to_string(), "1".to_string()),
+                ("traceparent".to_string(), PARENT.to_string()),
+                ("tracestate".to_string(), "rojo=1,congo=2".to_string()),
+            ]
+        );
+        assert_eq!(*sent, req.clone().trace_context(&msg));
+    }
+
+    #[test]
+    fn trace_context_is_not_added_when_absent_invalid_or_set_by_the_plugin() {
+        let req = Request::post("https://example.com/hook");
+        let none = message(&[("tracestate", "rojo=1")]);
+        assert!(matches!(with_trace_context(&req, &none), Cow::Borrowed(_)));
+        let invalid = message(&[("traceparent", "00-abc-01"), ("tracestate", "rojo=1")]);
+        assert!(with_trace_context(&req, &invalid).header_list().is_empty());
+
+        let own = "00-11111111111111111111111111111111-2222222222222222-00";
+        let mine = req.header("TraceParent", own);
+        let msg = message(&[("traceparent", PARENT), ("tracestate", "rojo=1")]);
+        let sent = with_trace_context(&mine, &msg);
+        assert_eq!(
+            sent.header_list(),
+            [("TraceParent".to_string(), own.to_string())]
+        );
+        assert_eq!(mine.clone().trace_context(&msg), mine);
     }
 
     #[test]

@@ -61,6 +61,7 @@
 //!         let req = http::Request::post(&self.url)
 //!             .header("Content-Type", "application/json")
 //!             .header("Idempotency-Key", &msg.id)
+//!             .trace_context(msg) // the producer's W3C traceparent/tracestate, if any
 //!             .body(envelope(msg));
 //!         // 2xx delivered; `denied` rejects; anything else retries, honouring Retry-After.
 //!         Outcome::from_send(&http::send(&req))
@@ -92,6 +93,7 @@ pub mod log;
 mod message;
 pub mod sign;
 mod time;
+pub mod trace_context;
 
 pub use config::{Config, Webhook};
 pub use envelope::{envelope, envelope_with};

@@ -108,6 +108,15 @@ function retryAfterMs(headers) {
   return BigInt(Math.max(0, at - Date.now()));
 }
 
+/** A W3C `traceparent` (version 00); an invalid one must not be forwarded. */
+const TRACEPARENT = /^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** The message's `traceparent`/`tracestate` headers, when its traceparent is valid. */
+function traceContext(headers) {
+  const parent = headers.find(([name]) => name.toLowerCase() === 'traceparent')?.[1] ?? '';
+  return TRACEPARENT.test(parent) ? headers.filter(([name]) => /^trace(parent|state)$/i.test(name)) : [];
+}
+
 /** What a destination's status means for the message. */
 function classify(response, msg) {
   const status = response.status;
@@ -156,6 +165,7 @@ export const sink = {
         ...config.headers,
         ['Content-Type', 'application/json'],
         ['Idempotency-Key', msg.id],
+        ...traceContext(msg.headers),
       ],
       body: new TextEncoder().encode(body),
     };
