@@ -32,7 +32,7 @@ pub struct NatsOptions {
     pub url: String,
     /// A `.creds` file (`NATS_CREDS`).
     pub creds: Option<PathBuf>,
-    /// User name (`NATS_USER`).
+    /// User name (`NATS_USER`); without `password`, a token (as the `nats` CLI reads it).
     pub user: Option<String>,
     /// Password (`NATS_PASSWORD`).
     pub password: Option<String>,
@@ -74,8 +74,13 @@ impl NatsOptions {
                 .await
                 .with_context(|| format!("reading NATS credentials {}", creds.display()))?;
         }
-        if let (Some(user), Some(password)) = (&self.user, &self.password) {
-            options = options.user_and_password(user.clone(), password.clone());
+        match (&self.user, &self.password) {
+            (Some(user), Some(password)) => {
+                options = options.user_and_password(user.clone(), password.clone());
+            }
+            // As the `nats` CLI reads it: a user without a password is a token.
+            (Some(token), None) => options = options.token(token.clone()),
+            (None, _) => {}
         }
         if let Some(token) = &self.token {
             options = options.token(token.clone());

@@ -17,4 +17,5 @@ pub mod replay;
 pub mod retry;
 pub mod scaffold;
 mod server;
+pub mod stream_replay;
 pub mod tryout;
