@@ -102,9 +102,21 @@ impl NatsOptions {
         let client = options
             .connect(server_list(&self.url))
             .await
-            .with_context(|| format!("connecting to NATS at {}", self.url))?;
+            .map_err(|e| anyhow::anyhow!("connecting to NATS at {}: {}", self.url, refusal(&e)))?;
         metrics::nats_connected(true);
         Ok(client)
+    }
+}
+
+/// What an operator reads when the connection fails: async-nats's text
+/// (which already holds its cause, so no chain is added), or for a refused
+/// credential which options to check.
+fn refusal(error: &async_nats::ConnectError) -> String {
+    use async_nats::ConnectErrorKind;
+    match error.kind() {
+        ConnectErrorKind::AuthorizationViolation => "authorization violation: the server refused the credentials (check --creds, --nkey, --user/--password or --token)".to_owned(),
+        ConnectErrorKind::Tls => format!("{error} (check --tlsca, --tlscert and --tlskey)"),
+        _ => error.to_string(),
     }
 }
 
