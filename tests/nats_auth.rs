@@ -193,6 +193,9 @@ async fn token() {
     // The `nats` CLI's variable works as well as the flag.
     case.delivers(&[], &[("NATS_TOKEN", "s3cret-token")], "env")
         .await;
+    // As in the `nats` CLI, a user without a password is a token.
+    case.delivers(&["--user", "s3cret-token"], &[], "user")
+        .await;
     case.refused(
         &["--token", "wrong"],
         &[],
