@@ -32,7 +32,7 @@ pub struct NatsOptions {
     pub url: String,
     /// A `.creds` file (`NATS_CREDS`).
     pub creds: Option<PathBuf>,
-    /// User name (`NATS_USER`).
+    /// User name (`NATS_USER`); without `password`, a token (as the `nats` CLI reads it).
     pub user: Option<String>,
     /// Password (`NATS_PASSWORD`).
     pub password: Option<String>,
@@ -74,8 +74,13 @@ impl NatsOptions {
                 .await
                 .with_context(|| format!("reading NATS credentials {}", creds.display()))?;
         }
-        if let (Some(user), Some(password)) = (&self.user, &self.password) {
-            options = options.user_and_password(user.clone(), password.clone());
+        match (&self.user, &self.password) {
+            (Some(user), Some(password)) => {
+                options = options.user_and_password(user.clone(), password.clone());
+            }
+            // As the `nats` CLI reads it: a user without a password is a token.
+            (Some(token), None) => options = options.token(token.clone()),
+            (None, _) => {}
         }
         if let Some(token) = &self.token {
             options = options.token(token.clone());
@@ -97,9 +102,21 @@ impl NatsOptions {
         let client = options
             .connect(server_list(&self.url))
             .await
-            .with_context(|| format!("connecting to NATS at {}", self.url))?;
+            .map_err(|e| anyhow::anyhow!("connecting to NATS at {}: {}", self.url, refusal(&e)))?;
         metrics::nats_connected(true);
         Ok(client)
+    }
+}
+
+/// What an operator reads when the connection fails: async-nats's text
+/// (which already holds its cause, so no chain is added), or for a refused
+/// credential which options to check.
+fn refusal(error: &async_nats::ConnectError) -> String {
+    use async_nats::ConnectErrorKind;
+    match error.kind() {
+        ConnectErrorKind::AuthorizationViolation => "authorization violation: the server refused the credentials (check --creds, --nkey, --user/--password or --token)".to_owned(),
+        ConnectErrorKind::Tls => format!("{error} (check --tlsca, --tlscert and --tlskey)"),
+        _ => error.to_string(),
     }
 }
 

@@ -624,7 +624,7 @@ async fn settle(subscriber: &Subscriber, message: &jetstream::Message, kind: Ack
     }
 }
 
-fn flatten_headers(headers: Option<&async_nats::HeaderMap>) -> Vec<(String, String)> {
+pub(crate) fn flatten_headers(headers: Option<&async_nats::HeaderMap>) -> Vec<(String, String)> {
     headers
         .into_iter()
         .flat_map(async_nats::HeaderMap::iter)

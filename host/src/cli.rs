@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::app::{self, NatsOptions};
 use crate::config::{self, Config, PluginSearch};
@@ -13,6 +13,7 @@ use crate::deadletter;
 use crate::plugin::{Delivery, Limits, Outcome};
 use crate::replay::{self, Fate};
 use crate::scaffold::{self, Lang};
+use crate::stream_replay::{self, Start};
 use crate::tryout::TryOut;
 
 /// Exit code for an invalid configuration (`check`, and `run` before it starts).
@@ -71,6 +72,37 @@ enum Command {
         #[command(flatten)]
         nats: NatsArgs,
     },
+    /// Deliver a subscription's messages stored in the stream through its
+    /// plugin again; no other subscription sees them (exit 0 when all were
+    /// delivered, 1 otherwise).
+    Replay(ReplayArgs),
+}
+
+/// `sinkhost replay`'s arguments.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("start").required(true).args(["since", "from_seq"])))]
+struct ReplayArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The subscription whose messages to replay (only its plugin sees them).
+    #[arg(long)]
+    subscription: String,
+    /// Replay the messages stored at most this long ago, e.g. 2h or 30m.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    since: Option<std::time::Duration>,
+    /// Replay from this stream sequence on.
+    #[arg(long)]
+    from_seq: Option<u64>,
+    /// The last stream sequence to replay (default: the stream's last
+    /// sequence when the replay starts).
+    #[arg(long)]
+    to_seq: Option<u64>,
+    /// The main stream (default: the `stream:` of config.d, else the one
+    /// stream holding the subscription's subject).
+    #[arg(long)]
+    stream: Option<String>,
+    #[command(flatten)]
+    nats: NatsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +219,7 @@ impl ConfigArgs {
 struct NatsArgs {
     /// NATS server URL(s), comma separated.
     #[arg(
+        short = 's',
         long = "server",
         env = "NATS_URL",
         default_value = "nats://127.0.0.1:4222"
@@ -195,11 +228,11 @@ struct NatsArgs {
     /// NATS credentials file.
     #[arg(long, env = "NATS_CREDS")]
     creds: Option<PathBuf>,
-    /// NATS user name.
-    #[arg(long, env = "NATS_USER")]
+    /// NATS user name; without --password it is a token, as in the `nats` CLI.
+    #[arg(long, env = "NATS_USER", hide_env_values = true)]
     user: Option<String>,
-    /// NATS password.
-    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    /// NATS password (needs --user).
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true, requires = "user")]
     password: Option<String>,
     /// NATS token.
     #[arg(long, env = "NATS_TOKEN", hide_env_values = true)]
@@ -358,6 +391,14 @@ async fn execute(cli: Cli) -> ExitCode {
         } => {
             init_logging(false);
             report(publish(subject, payload, file, headers, id, nats.into()).await)
+        }
+        Command::Replay(args) => {
+            init_logging(false);
+            match stream_replay_command(args).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => report(Err(e)),
+            }
         }
     }
 }
@@ -560,10 +601,7 @@ async fn dlq_replay(
 ) -> anyhow::Result<bool> {
     let config = config.load()?;
     let js = async_nats::jetstream::new(nats.connect().await?);
-    println!(
-        "{:>6}  {:<24}  {:<24}  RESULT",
-        "SEQ", "SUBJECT", "MESSAGE ID"
-    );
+    println!("{}", replay::progress_header());
     let summary = replay::replay(&js, &config, &subscription, stream, &ids, |r| {
         let l = &r.letter;
         let fate = match &r.fate {
@@ -574,8 +612,8 @@ async fn dlq_replay(
             Fate::StillFailing(reason) => format!("still failing: {reason}"),
         };
         println!(
-            "{:>6}  {:<24}  {:<24}  {fate}",
-            l.dlq_sequence, l.subject, l.message_id
+            "{}",
+            replay::progress_line(l.dlq_sequence, &l.subject, &l.message_id, &fate)
         );
     })
     .await?;
@@ -583,6 +621,53 @@ async fn dlq_replay(
         println!("no dead letter of {subscription} has message id {id}");
     }
     println!("{summary}");
+    Ok(summary.all_delivered())
+}
+
+/// Replays stored messages and prints one line per message, then the
+/// summary; true when every one was delivered.
+async fn stream_replay_command(args: ReplayArgs) -> anyhow::Result<bool> {
+    let start = match (args.since, args.from_seq) {
+        (Some(since), _) => Start::Since(since),
+        (None, Some(from)) => Start::Sequence(from),
+        (None, None) => anyhow::bail!("give --since or --from-seq"),
+    };
+    stream_replay::check_range(start, args.to_seq)?;
+    let config = args.config.load()?;
+    replay::find_subscription(&config, &args.subscription)?;
+    let js = async_nats::jetstream::new(NatsOptions::from(args.nats).connect().await?);
+    println!("{}", replay::progress_header());
+    let summary = stream_replay::replay(
+        &js,
+        &config,
+        &args.subscription,
+        args.stream,
+        start,
+        args.to_seq,
+        |r| {
+            let fate = match &r.fate {
+                stream_replay::Fate::Delivered { attempt: 1 } => "delivered".to_owned(),
+                stream_replay::Fate::Delivered { attempt } => {
+                    format!("delivered on attempt {attempt}")
+                }
+                stream_replay::Fate::DeadLettered(reason) => {
+                    format!(
+                        "dead-lettered to {}: {reason}",
+                        deadletter::subject(&args.subscription)
+                    )
+                }
+                stream_replay::Fate::NotDeadLettered { reason, error } => {
+                    format!("NOT delivered ({reason}) and NOT dead-lettered: {error}")
+                }
+            };
+            println!(
+                "{}",
+                replay::progress_line(r.sequence, &r.subject, &r.message_id, &fate)
+            );
+        },
+    )
+    .await?;
+    println!("{summary} (up to stream sequence {})", summary.end);
     Ok(summary.all_delivered())
 }
 

@@ -18,5 +18,6 @@ pub mod replay;
 pub mod retry;
 pub mod scaffold;
 mod server;
+pub mod stream_replay;
 mod trace;
 pub mod tryout;

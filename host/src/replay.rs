@@ -9,6 +9,8 @@
 //! replay. This module prints nothing; the caller gets one [`Replayed`] per
 //! dead letter as it goes, and a [`Summary`].
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use async_nats::jetstream;
 
@@ -81,30 +83,10 @@ pub async fn replay(
     ids: &[String],
     mut progress: impl FnMut(&Replayed),
 ) -> anyhow::Result<Summary> {
-    let sub = config.subscription(name).with_context(|| {
-        let names: Vec<&str> = config
-            .subscriptions
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect();
-        format!(
-            "config.d has no subscription {name:?} (it has {})",
-            names.join(", ")
-        )
-    })?;
-    let stream = match stream.or_else(|| config.stream.as_ref().map(|s| s.name.clone())) {
-        Some(stream) => stream,
-        None => bus::find_stream(js, sub).await?,
-    };
-    let only_this = Config {
-        stream: config.stream.clone(),
-        subscriptions: vec![sub.clone()],
-    };
-    let prepared = app::prepare(&only_this, Limits::default()).await?;
-    let sink = &prepared
-        .first()
-        .context("prepare returned no subscription")?
-        .sink;
+    let sub = find_subscription(config, name)?;
+    let stream = main_stream(js, config, sub, stream).await?;
+    let sink = only_sink(config, sub).await?;
+    let sink = &sink;
 
     let mut letters = deadletter::read(js, &stream, Some(name)).await?;
     let mut summary = Summary::default();
@@ -135,6 +117,68 @@ pub async fn replay(
         });
     }
     Ok(summary)
+}
+
+/// The subscription `name` of `config`, or an error naming the ones it has.
+pub(crate) fn find_subscription<'a>(
+    config: &'a Config,
+    name: &str,
+) -> anyhow::Result<&'a Subscription> {
+    config.subscription(name).with_context(|| {
+        let names: Vec<&str> = config
+            .subscriptions
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        format!(
+            "config.d has no subscription {name:?} (it has {})",
+            names.join(", ")
+        )
+    })
+}
+
+/// The main stream `sub` reads: `stream` when given, else the `stream:` of
+/// config.d, else the one stream holding the subscription's subject.
+pub(crate) async fn main_stream(
+    js: &jetstream::Context,
+    config: &Config,
+    sub: &Subscription,
+    stream: Option<String>,
+) -> anyhow::Result<String> {
+    Ok(
+        match stream.or_else(|| config.stream.as_ref().map(|s| s.name.clone())) {
+            Some(stream) => stream,
+            None => bus::find_stream(js, sub).await?,
+        },
+    )
+}
+
+/// Compiles and initialises `sub`'s plugin alone, exactly as `run` does.
+pub(crate) async fn only_sink(config: &Config, sub: &Subscription) -> anyhow::Result<Arc<Sink>> {
+    let only_this = Config {
+        stream: config.stream.clone(),
+        subscriptions: vec![sub.clone()],
+    };
+    let prepared = app::prepare(&only_this, Limits::default()).await?;
+    Ok(prepared
+        .into_iter()
+        .next()
+        .context("prepare returned no subscription")?
+        .sink)
+}
+
+/// The header of the one-line-per-message table both replays print.
+pub fn progress_header() -> String {
+    format!(
+        "{:>6}  {:<24}  {:<24}  RESULT",
+        "SEQ", "SUBJECT", "MESSAGE ID"
+    )
+}
+
+/// One line of that table: a sequence, the original subject, the message id
+/// and what became of the message.
+pub fn progress_line(sequence: u64, subject: &str, message_id: &str, result: &str) -> String {
+    format!("{sequence:>6}  {subject:<24}  {message_id:<24}  {result}")
 }
 
 /// One attempt at delivering a dead letter; `Err` says why it failed.

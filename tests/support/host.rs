@@ -48,7 +48,7 @@ impl Installed {
         nats_url: &str,
         extra_env: &[(&str, &str)],
     ) -> Host {
-        let host = Host::spawn_from(Some(self), config_dir, nats_url, extra_env);
+        let host = Host::spawn_from(Some(self), config_dir, nats_url, &[], extra_env);
         host.wait_listening(LISTEN_TIMEOUT).await;
         host
     }
@@ -88,25 +88,45 @@ impl Host {
     /// Like [`Host::start`] but returns at once, for tests of a host that is not
     /// expected to come up (or not yet).
     pub fn spawn(config_dir: &Path, nats_url: &str, extra_env: &[(&str, &str)]) -> Self {
-        Self::spawn_from(None, config_dir, nats_url, extra_env)
+        Self::spawn_from(None, config_dir, nats_url, &[], extra_env)
+    }
+
+    /// Like [`Host::start`], with more `sinkhost run` arguments (e.g. `["--token", "t"]`).
+    pub async fn start_with_args(
+        config_dir: &Path,
+        nats_url: &str,
+        extra_args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> Self {
+        let host = Self::spawn_with_args(config_dir, nats_url, extra_args, extra_env);
+        host.wait_listening(LISTEN_TIMEOUT).await;
+        host
+    }
+
+    /// Like [`Host::spawn`], with more `sinkhost run` arguments.
+    pub fn spawn_with_args(
+        config_dir: &Path,
+        nats_url: &str,
+        extra_args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> Self {
+        Self::spawn_from(None, config_dir, nats_url, extra_args, extra_env)
     }
 
     fn spawn_from(
         installed: Option<&Installed>,
         config_dir: &Path,
         nats_url: &str,
+        extra_args: &[&str],
         extra_env: &[(&str, &str)],
     ) -> Self {
-        let mut command = sinkhost_command(
-            installed,
-            [
-                OsStr::new("run"),
-                OsStr::new("--config-dir"),
-                config_dir.as_os_str(),
-            ],
-            nats_url,
-            extra_env,
-        );
+        let mut args = vec![
+            OsStr::new("run"),
+            OsStr::new("--config-dir"),
+            config_dir.as_os_str(),
+        ];
+        args.extend(extra_args.iter().map(OsStr::new));
+        let mut command = sinkhost_command(installed, args, nats_url, extra_env);
         let process = ChildProcess::spawn("sinkhost", &mut command).unwrap_or_else(|err| {
             panic!(
                 "starting {}: {err}",

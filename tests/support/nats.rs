@@ -47,12 +47,29 @@ impl NatsServer {
     /// Like [`NatsServer::start`], with extra `nats-server` arguments (for example
     /// `["--auth", "s3cret"]`), which are kept for restarts.
     pub fn start_with_args(extra_args: &[&str]) -> Self {
+        Self::start_inner(extra_args, None)
+    }
+
+    /// Like [`NatsServer::start`], with a configuration file holding `config` (for
+    /// example an `authorization { ... }` or `tls { ... }` block). JetStream, the
+    /// address, the port and the store still come from the command line.
+    pub fn start_with_config(config: &str) -> Self {
+        Self::start_inner(&[], Some(config))
+    }
+
+    fn start_inner(extra_args: &[&str], config: Option<&str>) -> Self {
         let bin = nats_server_bin();
         let store = tempfile::Builder::new()
             .prefix("sinkhost-nats-")
             .tempdir()
             .expect("creating a store directory for nats-server");
-        let extra_args: Vec<String> = extra_args.iter().map(|&arg| arg.to_owned()).collect();
+        let mut extra_args: Vec<String> = extra_args.iter().map(|&arg| arg.to_owned()).collect();
+        if let Some(config) = config {
+            let file = store.path().join("nats-server.conf");
+            std::fs::write(&file, config)
+                .unwrap_or_else(|err| panic!("writing {}: {err}", file.display()));
+            extra_args.extend(["-c".to_owned(), file.display().to_string()]);
+        }
         let (process, port) = spawn(&bin, store.path(), None, &extra_args);
         Self {
             bin,
