@@ -87,7 +87,7 @@ async fn per_subject_order_survives_retries_and_subjects_run_in_parallel() {
     // Message k (in publish order) fails its first attempt when k % 3 == 0.
     let fails_first = |subject: &str, n: usize| {
         let s: usize = subject.rsplit('.').next().unwrap().parse().unwrap();
-        (n * SUBJECTS + s) % 3 == 0
+        (n * SUBJECTS + s).is_multiple_of(3)
     };
     let receiver = Receiver::start(move |request, nth| {
         let (subject, n) = split_key(request.idempotency_key().unwrap());

@@ -221,7 +221,7 @@ mod tests {
         let (log, mut order) = tokio::sync::mpsc::unbounded_channel();
         let mut tasks = Vec::new();
         for n in 0..20u32 {
-            let mut turn = queues.enqueue(if n % 2 == 0 { "even" } else { "odd" });
+            let mut turn = queues.enqueue(if n.is_multiple_of(2) { "even" } else { "odd" });
             let log = log.clone();
             tasks.push(tokio::spawn(async move {
                 turn.ready().await;
