@@ -6,6 +6,9 @@
 //! hands each message to the plugin, asks `retry` what the result means and
 //! applies the answer. It sends in-progress acks while a call runs, so
 //! JetStream never redelivers a message that is still being delivered.
+//! `ordering: per-subject` (queues in `ordering`) and `rate_limit:` (the bucket
+//! in `ratelimit`) only make a delivery wait before an attempt; `lease` keeps
+//! the message acked-in-progress meanwhile.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -499,7 +502,7 @@ async fn deliver(
         // Waits on through `stop` (only `abort` ends it), so a message goes back
         // to the stream after the earlier ones of its subject, not before.
         if lease.run(turn.ready()).await.is_none() {
-            return_unstarted(sub, &message, &id).await;
+            return_unstarted(&subscriber, &message, &id).await;
             return;
         }
     }
@@ -510,7 +513,7 @@ async fn deliver(
             }
         };
         if lease.wait(token).await.is_none() {
-            return_unstarted(sub, &message, &id).await;
+            return_unstarted(&subscriber, &message, &id).await;
             return;
         }
         let started = Instant::now();
@@ -541,7 +544,7 @@ async fn deliver(
                     return;
                 }
                 if lease.wait(tokio::time::sleep(delay)).await.is_none() {
-                    return_unstarted(sub, &message, &id).await;
+                    return_unstarted(&subscriber, &message, &id).await;
                     return;
                 }
                 attempt += 1;
@@ -557,7 +560,7 @@ async fn deliver(
                     // dead-lettered; try the write again here.
                     let delay = delay.max(Duration::from_secs(1));
                     if lease.wait(tokio::time::sleep(delay)).await.is_none() {
-                        return_unstarted(sub, &message, &id).await;
+                        return_unstarted(&subscriber, &message, &id).await;
                         return;
                     }
                 }
@@ -672,11 +675,9 @@ async fn dead_letter(
 }
 
 /// Naks (without delay) a message that shutdown caught before it started.
-async fn return_unstarted(sub: &Subscription, message: &jetstream::Message, id: &str) {
-    if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
-        tracing::warn!(subscription = %sub.name, error = %e, "ack failed");
-    }
-    tracing::info!(subscription = %sub.name, message_id = %id, "shutdown: message not started, returned to the stream");
+async fn return_unstarted(subscriber: &Subscriber, message: &jetstream::Message, id: &str) {
+    settle(subscriber, message, AckKind::Nak(None)).await;
+    tracing::info!(subscription = %subscriber.sub.name, message_id = %id, "shutdown: message not started, returned to the stream");
 }
 
 /// The longest one `deliver` call may take: room for a few HTTP calls of
