@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use common::{metric, stream_yaml, sub_yaml, wait_metric};
-use support::{ConfigDir, Host, NatsServer, Receiver, Recorded, Reply, dlq_messages, publish};
+use support::{
+    ConfigDir, Host, NatsServer, Receiver, Recorded, Reply, dlq_messages, ensure_stream, publish,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -108,7 +110,8 @@ async fn per_subject_order_survives_retries_and_subjects_run_in_parallel() {
         "ordering: per-subject\nmax_concurrency: 8\nbackoff: \"200ms\"\nretries: 3",
     );
     let js = nats.jetstream().await;
-    common_stream(&js, "ord_s", "ord.>").await;
+    // The host updates this stream to match config.d.
+    ensure_stream(&js, "ord_s", &["ord.>"]).await;
     // Published before the host starts, so its first fetch holds several
     // messages of each subject: without ordering the retried ones would be
     // overtaken.
@@ -254,11 +257,12 @@ async fn a_dead_lettered_message_releases_its_subject_after_its_last_attempt() {
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].payload_text(), "1");
     assert_eq!(letters[0].header("Sinkhost-Original-Subject"), Some("dl.a"));
-    let dead_lettered_at = host
-        .json_logs()
-        .iter()
-        .position(|line| line["fields"]["message"] == "dead-lettered");
-    assert!(dead_lettered_at.is_some(), "a dead-lettered log line");
+    assert!(
+        host.json_logs().iter().any(|line| {
+            line["fields"]["message"] == "dead-lettered" && line["fields"]["message_id"] == "dl.a#1"
+        }),
+        "the host logs which message it dead-lettered"
+    );
 }
 
 /// Messages queued behind a slow one of their subject wait longer than
@@ -300,7 +304,9 @@ async fn waiting_behind_a_subject_outlasts_ack_wait_without_redelivery() {
 }
 
 /// SIGTERM while messages wait behind their subject: the host exits 0 without
-/// starting them, and the next host delivers every message, each once.
+/// starting them, and the next host delivers every message, each once. (Their
+/// order across the restart is up to NATS, which may hand a returned message
+/// out after later ones; see README, Operating.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_returns_waiting_messages_and_loses_nothing() {
     let receiver = Receiver::start(|_, _| Reply::ok().delay(Duration::from_millis(500))).await;
@@ -330,6 +336,12 @@ async fn sigterm_returns_waiting_messages_and_loses_nothing() {
     assert_eq!(status.code(), Some(0), "{}", host.logs().join("\n"));
     let before_restart = receiver.count();
     assert!(before_restart < 10, "the test needs messages left waiting");
+    assert!(
+        host.logs()
+            .iter()
+            .any(|line| line.contains("shutdown: message not started, returned to the stream")),
+        "the host says it returned the waiting messages"
+    );
 
     let _again = Host::start(config.path(), &nats.url(), &[]).await;
     let requests = receiver.wait_for(10, WAIT).await;
@@ -360,7 +372,7 @@ async fn rate_limit_spaces_deliveries_to_the_configured_rate() {
         "rate_limit: \"50/s\"",
     );
     let js = nats.jetstream().await;
-    common_stream(&js, "rate_s", "rate.>").await;
+    ensure_stream(&js, "rate_s", &["rate.>"]).await;
     for n in 0..MESSAGES {
         publish(&js, &format!("rate.{}", n % 7), "{}", &[]).await;
     }
@@ -390,10 +402,4 @@ async fn rate_limit_spaces_deliveries_to_the_configured_rate() {
     .await
     .unwrap_or(0.0);
     assert!(waited > 0.0, "{waited} s waited");
-}
-
-/// The stream, created by the test so it can publish before the host starts
-/// (the host then finds it as config.d describes it).
-async fn common_stream(js: &async_nats::jetstream::Context, name: &str, subject: &str) {
-    support::ensure_stream(js, name, &[subject]).await;
 }
