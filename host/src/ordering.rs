@@ -81,6 +81,19 @@ impl SubjectQueues {
         }
     }
 
+    /// Forgets `subject` if turn `id` is still its newest, so the map holds only
+    /// subjects with a message in the host.
+    fn release(&self, subject: &str, id: u64) {
+        let mut tails = self.lock();
+        if tails
+            .by_subject
+            .get(subject)
+            .is_some_and(|(newest, _)| *newest == id)
+        {
+            tails.by_subject.remove(subject);
+        }
+    }
+
     /// How many subjects have a message in the host.
     #[cfg(test)]
     fn subjects(&self) -> usize {
@@ -115,27 +128,33 @@ impl Turn {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        let mut tails = self.queues.lock();
-        if tails
-            .by_subject
-            .get(&self.subject)
-            .is_some_and(|(id, _)| *id == self.id)
-        {
-            tails.by_subject.remove(&self.subject);
-        }
-        drop(tails);
         let done = self.done.take();
-        match (self.previous.take(), tokio::runtime::Handle::try_current()) {
+        let pending = self.previous.take().and_then(|mut previous| {
+            matches!(
+                previous.try_recv(),
+                Err(oneshot::error::TryRecvError::Empty)
+            )
+            .then_some(previous)
+        });
+        match (pending, tokio::runtime::Handle::try_current()) {
             // Dropped before its own turn came (its delivery was abandoned at
-            // shutdown): the next message must still wait for the earlier ones.
+            // shutdown): later messages of the subject, queued now or later,
+            // must still wait for the earlier ones, so this turn ends only then.
             (Some(previous), Ok(runtime)) => {
+                let queues = Arc::clone(&self.queues);
+                let subject = std::mem::take(&mut self.subject);
+                let id = self.id;
                 runtime.spawn(async move {
                     let _ = previous.await;
+                    queues.release(&subject, id);
                     drop(done);
                 });
             }
-            // Wakes the next turn, if any.
-            _ => drop(done),
+            _ => {
+                self.queues.release(&self.subject, self.id);
+                // Wakes the next turn, if any.
+                drop(done);
+            }
         }
     }
 }
@@ -197,6 +216,25 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), third.ready())
             .await
             .expect("the third goes once the first is done");
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_last_turn_still_holds_back_later_messages() {
+        let queues = SubjectQueues::new("t");
+        let first = queues.enqueue("s");
+        let second = queues.enqueue("s");
+        drop(second);
+        tokio::task::yield_now().await;
+        let mut third = queues.enqueue("s");
+        assert!(third.must_wait(), "the first is still in the host");
+        assert!(!is_ready(&mut third));
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(5), third.ready())
+            .await
+            .expect("the third goes once the first is done");
+        drop(third);
+        tokio::task::yield_now().await;
+        assert_eq!(queues.subjects(), 0);
     }
 
     #[tokio::test]
