@@ -369,6 +369,14 @@ fn every_optional_key_loads() {
     assert_eq!(orders.backoff, Duration::ZERO);
     assert_eq!(orders.max_concurrency, 1);
     assert_eq!(orders.ack_wait, Duration::from_secs(3600));
+    assert_eq!(orders.ordering, config::Ordering::PerSubject);
+    assert_eq!(
+        orders.rate_limit,
+        Some(config::RateLimit {
+            count: 600,
+            per: Duration::from_secs(60)
+        })
+    );
     assert_eq!(orders.origin.line, Some(3));
     assert_eq!(
         orders.allowed_hosts(),
@@ -408,7 +416,9 @@ fn every_optional_key_loads() {
     }
 
     assert_eq!(stripe.plugin.name, "http-webhook");
+    assert_eq!(stripe.ordering, config::Ordering::None);
+    assert_eq!(stripe.rate_limit, None);
     assert_eq!(stripe.webhook.headers.len(), 0);
-    assert_eq!(stripe.origin.line, Some(21));
+    assert_eq!(stripe.origin.line, Some(23));
     assert!(stripe.secrets().is_empty());
 }

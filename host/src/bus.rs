@@ -6,6 +6,9 @@
 //! hands each message to the plugin, asks `retry` what the result means and
 //! applies the answer. It sends in-progress acks while a call runs, so
 //! JetStream never redelivers a message that is still being delivered.
+//! `ordering: per-subject` (queues in `ordering`) and `rate_limit:` (the bucket
+//! in `ratelimit`) only make a delivery wait before an attempt; `lease` keeps
+//! the message acked-in-progress meanwhile.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,8 +24,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::{Storage, StreamConfig, Subscription};
+use crate::config::{self, Storage, StreamConfig, Subscription};
+use crate::lease::{Lease, Shutdown};
+use crate::ordering::{SubjectQueues, Turn};
 use crate::plugin::{self, Delivery, Outcome, Sink};
+use crate::ratelimit::TokenBucket;
 use crate::retry::{Action, Attempt, Policy};
 use crate::{deadletter, lag, metrics, trace};
 
@@ -329,6 +335,16 @@ pub async fn consume(
     let name = subscriber.sub.name.clone();
     let _lag = lag::watch(&name, consumer.clone(), stop_fetching.child_token());
     let permits = Arc::new(Semaphore::new(subscriber.sub.max_concurrency));
+    let queues = (subscriber.sub.ordering == config::Ordering::PerSubject)
+        .then(|| SubjectQueues::new(&name));
+    let limiter = subscriber
+        .sub
+        .rate_limit
+        .map(|limit| Arc::new(TokenBucket::new(&name, limit)));
+    let shutdown = Shutdown {
+        stop: stop_fetching.clone(),
+        abort,
+    };
     'fetching: while !stop_fetching.is_cancelled() {
         // Every await below races `stop_fetching`: with NATS down, a request
         // can wait for the reconnect, and shutdown must not wait with it.
@@ -379,7 +395,15 @@ pub async fn consume(
             match next {
                 Some(Ok(message)) => {
                     subscriber.set_consuming(true);
-                    let task = deliver(subscriber.clone(), message, abort.clone());
+                    // In fetch order, which is stream order: that is what the queues keep.
+                    let turn = queues.as_ref().map(|q| q.enqueue(&message.subject));
+                    let task = deliver(
+                        subscriber.clone(),
+                        message,
+                        turn,
+                        limiter.clone(),
+                        shutdown.clone(),
+                    );
                     in_flight.spawn(async move {
                         task.await;
                         drop(permit);
@@ -448,13 +472,22 @@ pub fn message_id(headers: Option<&async_nats::HeaderMap>, stream_sequence: u64)
 
 /// Delivers one message and settles it with JetStream, in the `delivery`
 /// span that puts its subscription, id and trace id on every log line.
+///
+/// With a `turn` (`ordering: per-subject`) the message first waits until the
+/// previous message of its subject is done, and retries in place (waiting out
+/// the delay here instead of a nak with delay, which would let the next message
+/// of its subject overtake it). With a `limiter` every attempt first takes a
+/// rate-limit token. The lease keeps the message from being redelivered while
+/// it waits.
 async fn deliver(
     subscriber: Arc<Subscriber>,
     message: jetstream::Message,
-    abort: CancellationToken,
+    turn: Option<Turn>,
+    limiter: Option<Arc<TokenBucket>>,
+    shutdown: Shutdown,
 ) {
     let span = trace::delivery_span(&subscriber.sub.name, message.headers.as_ref());
-    deliver_in_span(subscriber, message, abort)
+    deliver_in_span(subscriber, message, turn, limiter, shutdown)
         .instrument(span)
         .await;
 }
@@ -462,12 +495,12 @@ async fn deliver(
 async fn deliver_in_span(
     subscriber: Arc<Subscriber>,
     message: jetstream::Message,
-    abort: CancellationToken,
+    mut turn: Option<Turn>,
+    limiter: Option<Arc<TokenBucket>>,
+    shutdown: Shutdown,
 ) {
     let sub = &subscriber.sub;
-    let _in_flight = metrics::in_flight(&sub.name);
-    let started = Instant::now();
-    let (sequence, attempt, published) = match message.info() {
+    let (sequence, mut attempt, published) = match message.info() {
         Ok(info) => (
             info.stream_sequence,
             u32::try_from(info.delivered).unwrap_or(u32::MAX),
@@ -481,133 +514,195 @@ async fn deliver_in_span(
     let id = message_id(message.headers.as_ref(), sequence);
     tracing::Span::current().record("message_id", id.as_str());
     let policy = subscriber.policy();
-
-    let (result, label) = if attempt > policy.max_attempts {
-        // Only reachable when the outcome of the last attempt never reached
-        // the server (host killed, dead-letter write failed): give up now.
-        let lost = format!(
-            "attempt {attempt} of {}: the last attempt's outcome was lost (host stopped or dead-letter write failed)",
-            policy.max_attempts
-        );
-        (Attempt::Failed(lost), "lost")
-    } else {
-        let input = plugin::Message {
-            subject: message.subject.to_string(),
-            payload: message.payload.to_vec(),
-            headers: flatten_headers(message.headers.as_ref()),
-            id: id.clone(),
-            published_ms: u64::try_from(published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
-            attempt,
-            max_attempts: policy.max_attempts,
+    let mut lease = Lease::new(&message, &sub.name, sub.ack_wait, &shutdown);
+    if let Some(turn) = &mut turn {
+        // Waits on through `stop` (only `abort` ends it), so a message goes back
+        // to the stream after the earlier ones of its subject, not before.
+        if lease.run(turn.ready()).await.is_none() {
+            return_unstarted(&subscriber, &message, &id).await;
+            return;
+        }
+    }
+    loop {
+        let token = async {
+            if let Some(limiter) = &limiter {
+                limiter.acquire().await;
+            }
         };
-        let call = tokio::time::timeout(call_limit(sub), subscriber.sink.deliver(&input));
-        tokio::pin!(call);
-        let half = sub.ack_wait / 2;
-        let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
-        let outcome = loop {
-            tokio::select! {
-                outcome = &mut call => break outcome,
-                _ = progress.tick() => {
-                    if let Err(e) = message.ack_with(AckKind::Progress).await {
-                        tracing::warn!(subscription = %sub.name, error = %e, "in-progress ack failed");
-                    }
-                }
-                () = abort.cancelled() => {
-                    settle(&subscriber, &message, AckKind::Nak(None)).await;
-                    metrics::delivery(&sub.name, "aborted", started.elapsed());
-                    tracing::info!(subscription = %sub.name, message_id = %id, "shutdown: delivery abandoned, message returned to the stream");
+        if lease.wait(token).await.is_none() {
+            return_unstarted(&subscriber, &message, &id).await;
+            return;
+        }
+        let started = Instant::now();
+        let Some((result, label)) =
+            attempt_once(&subscriber, &message, &id, published, attempt, &mut lease).await
+        else {
+            settle(&subscriber, &message, AckKind::Nak(None)).await;
+            metrics::delivery(&sub.name, "aborted", started.elapsed());
+            tracing::info!(subscription = %sub.name, message_id = %id, "shutdown: delivery abandoned, message returned to the stream");
+            return;
+        };
+        metrics::delivery(&sub.name, label, started.elapsed());
+
+        match policy.decide(result.clone(), attempt) {
+            Action::Ack => {
+                tracing::debug!(subscription = %sub.name, message_id = %id, attempt, "delivered");
+                settle(&subscriber, &message, AckKind::Ack).await;
+                return;
+            }
+            Action::Nak(delay) => {
+                tracing::info!(
+                    subscription = %sub.name, message_id = %id, subject = %message.subject,
+                    attempt, max_attempts = policy.max_attempts, retry_in_ms = delay.as_millis() as u64,
+                    in_place = turn.is_some(), reason = %describe(&result), "delivery failed; will retry"
+                );
+                if turn.is_none() {
+                    settle(&subscriber, &message, AckKind::Nak(Some(delay))).await;
                     return;
                 }
-            }
-        };
-        match outcome {
-            Ok(Ok(Delivery {
-                outcome: Outcome::Delivered,
-                ..
-            })) => (Attempt::Delivered, "delivered"),
-            Ok(Ok(Delivery {
-                outcome: Outcome::Retry(delay),
-                last_http,
-            })) => {
-                let reason = match last_http {
-                    Some(http) => format!("plugin asked to retry after {http}"),
-                    None => "plugin asked to retry".to_owned(),
-                };
-                (Attempt::Retry { delay, reason }, "retry")
-            }
-            Ok(Ok(Delivery {
-                outcome: Outcome::Reject(reason),
-                ..
-            })) => (Attempt::Reject(reason), "reject"),
-            Ok(Err(error)) => {
-                if matches!(
-                    error,
-                    plugin::PluginError::Trap(_) | plugin::PluginError::Deadline(_)
-                ) {
-                    metrics::plugin_trap(&sub.name);
+                if lease.wait(tokio::time::sleep(delay)).await.is_none() {
+                    return_unstarted(&subscriber, &message, &id).await;
+                    return;
                 }
-                (Attempt::Failed(error.to_string()), error.kind())
+                attempt += 1;
             }
-            Err(_) => {
-                let slow = format!("delivery still running after {:?}", call_limit(sub));
-                (Attempt::Failed(slow), "call_limit")
-            }
-        }
-    };
-    metrics::delivery(&sub.name, label, started.elapsed());
-
-    match policy.decide(result.clone(), attempt) {
-        Action::Ack => {
-            tracing::debug!(subscription = %sub.name, message_id = %id, attempt, "delivered");
-            settle(&subscriber, &message, AckKind::Ack).await;
-        }
-        Action::Nak(delay) => {
-            tracing::info!(
-                subscription = %sub.name, message_id = %id, subject = %message.subject,
-                attempt, max_attempts = policy.max_attempts, retry_in_ms = delay.as_millis() as u64,
-                reason = %describe(&result), "delivery failed; will retry"
-            );
-            settle(&subscriber, &message, AckKind::Nak(Some(delay))).await;
-        }
-        Action::DeadLetter(reason) => {
-            let origin = deadletter::Origin {
-                stream: &subscriber.stream,
-                subscription: &sub.name,
-                subject: &message.subject,
-                sequence,
-                message_id: &id,
-                attempts: attempt.min(policy.max_attempts),
-            };
-            match deadletter::publish(
-                &subscriber.js,
-                &origin,
-                message.headers.as_ref(),
-                message.payload.clone(),
-                &reason,
-            )
-            .await
-            {
-                Ok(()) => {
-                    metrics::dead_letter(&sub.name);
-                    tracing::warn!(
-                        subscription = %sub.name, message_id = %id, subject = %message.subject,
-                        stream_sequence = sequence, attempt, reason = %reason,
-                        dead_letter_subject = %deadletter::subject(&sub.name), "dead-lettered"
-                    );
-                    settle(&subscriber, &message, AckKind::Term).await;
+            Action::DeadLetter(reason) => {
+                while !dead_letter(&subscriber, &message, sequence, &id, attempt, &reason).await {
+                    let delay = policy.delay_after(attempt);
+                    if turn.is_none() {
+                        settle(&subscriber, &message, AckKind::Nak(Some(delay))).await;
+                        return;
+                    }
+                    // The next message of the subject waits until this one is
+                    // dead-lettered; try the write again here.
+                    let delay = delay.max(Duration::from_secs(1));
+                    if lease.wait(tokio::time::sleep(delay)).await.is_none() {
+                        return_unstarted(&subscriber, &message, &id).await;
+                        return;
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(subscription = %sub.name, message_id = %id, error = %e, "dead-letter write failed; the message stays in the stream");
-                    settle(
-                        &subscriber,
-                        &message,
-                        AckKind::Nak(Some(policy.delay_after(attempt))),
-                    )
-                    .await;
-                }
+                return;
             }
         }
     }
+}
+
+/// Runs attempt number `attempt` of `message` through the plugin; `None` if
+/// shutdown abandoned it.
+async fn attempt_once(
+    subscriber: &Subscriber,
+    message: &jetstream::Message,
+    id: &str,
+    published: time::OffsetDateTime,
+    attempt: u32,
+    lease: &mut Lease<'_>,
+) -> Option<(Attempt, &'static str)> {
+    let sub = &subscriber.sub;
+    let max_attempts = sub.max_attempts();
+    let _in_flight = metrics::in_flight(&sub.name);
+    if attempt > max_attempts {
+        // Only reachable when the outcome of the last attempt never reached
+        // the server (host killed, dead-letter write failed): give up now.
+        let lost = format!(
+            "attempt {attempt} of {max_attempts}: the last attempt's outcome was lost (host stopped or dead-letter write failed)"
+        );
+        return Some((Attempt::Failed(lost), "lost"));
+    }
+    let input = plugin::Message {
+        subject: message.subject.to_string(),
+        payload: message.payload.to_vec(),
+        headers: flatten_headers(message.headers.as_ref()),
+        id: id.to_owned(),
+        published_ms: u64::try_from(published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+        attempt,
+        max_attempts,
+    };
+    let call = tokio::time::timeout(call_limit(sub), subscriber.sink.deliver(&input));
+    let outcome = lease.run(call).await?;
+    Some(match outcome {
+        Ok(Ok(Delivery {
+            outcome: Outcome::Delivered,
+            ..
+        })) => (Attempt::Delivered, "delivered"),
+        Ok(Ok(Delivery {
+            outcome: Outcome::Retry(delay),
+            last_http,
+        })) => {
+            let reason = match last_http {
+                Some(http) => format!("plugin asked to retry after {http}"),
+                None => "plugin asked to retry".to_owned(),
+            };
+            (Attempt::Retry { delay, reason }, "retry")
+        }
+        Ok(Ok(Delivery {
+            outcome: Outcome::Reject(reason),
+            ..
+        })) => (Attempt::Reject(reason), "reject"),
+        Ok(Err(error)) => {
+            if matches!(
+                error,
+                plugin::PluginError::Trap(_) | plugin::PluginError::Deadline(_)
+            ) {
+                metrics::plugin_trap(&sub.name);
+            }
+            (Attempt::Failed(error.to_string()), error.kind())
+        }
+        Err(_) => {
+            let slow = format!("delivery still running after {:?}", call_limit(sub));
+            (Attempt::Failed(slow), "call_limit")
+        }
+    })
+}
+
+/// Writes `message` to the dead-letter stream and terminates it; false (the
+/// message stays unsettled) if the write failed.
+async fn dead_letter(
+    subscriber: &Subscriber,
+    message: &jetstream::Message,
+    sequence: u64,
+    id: &str,
+    attempt: u32,
+    reason: &str,
+) -> bool {
+    let sub = &subscriber.sub;
+    let origin = deadletter::Origin {
+        stream: &subscriber.stream,
+        subscription: &sub.name,
+        subject: &message.subject,
+        sequence,
+        message_id: id,
+        attempts: attempt.min(sub.max_attempts()),
+    };
+    match deadletter::publish(
+        &subscriber.js,
+        &origin,
+        message.headers.as_ref(),
+        message.payload.clone(),
+        reason,
+    )
+    .await
+    {
+        Ok(()) => {
+            metrics::dead_letter(&sub.name);
+            tracing::warn!(
+                subscription = %sub.name, message_id = %id, subject = %message.subject,
+                stream_sequence = sequence, attempt, reason = %reason,
+                dead_letter_subject = %deadletter::subject(&sub.name), "dead-lettered"
+            );
+            settle(subscriber, message, AckKind::Term).await;
+            true
+        }
+        Err(e) => {
+            tracing::error!(subscription = %sub.name, message_id = %id, error = %e, "dead-letter write failed; the message stays in the stream");
+            false
+        }
+    }
+}
+
+/// Naks (without delay) a message that shutdown caught before it started.
+async fn return_unstarted(subscriber: &Subscriber, message: &jetstream::Message, id: &str) {
+    settle(subscriber, message, AckKind::Nak(None)).await;
+    tracing::info!(subscription = %subscriber.sub.name, message_id = %id, "shutdown: message not started, returned to the stream");
 }
 
 /// The longest one `deliver` call may take: room for a few HTTP calls of

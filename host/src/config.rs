@@ -34,6 +34,8 @@ use expand::{ExpandError, Expanded};
 use lines::KeyLines;
 use raw::{RawFile, RawStream, RawSubscription, RawWebhook};
 
+pub use crate::ratelimit::RateLimit;
+
 /// The plugin a subscription without `plugin:` uses.
 pub const DEFAULT_PLUGIN: &str = "http-webhook";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -87,6 +89,19 @@ pub enum Storage {
     Memory,
 }
 
+/// `ordering:` of a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ordering {
+    /// `ordering: none` (the default) — messages run in parallel; a retried
+    /// message may be overtaken by later ones.
+    #[default]
+    None,
+    /// `ordering: per-subject` — messages of one subject are delivered in stream
+    /// order, each after the previous one was delivered or dead-lettered.
+    PerSubject,
+}
+
 /// One validated entry of `subscriptions:`.
 ///
 /// `Debug` redacts header values and secret-looking settings; [`plugin_init_json`]
@@ -117,6 +132,11 @@ pub struct Subscription {
     pub max_concurrency: usize,
     /// `ack_wait: "120s"` — greater than `timeout`.
     pub ack_wait: Duration,
+    /// `ordering: per-subject` (default `none`).
+    pub ordering: Ordering,
+    /// `rate_limit: "200/s"` (also `/m`, `/h`) — delivery attempts started per
+    /// period; `None` (the default) = unlimited.
+    pub rate_limit: Option<RateLimit>,
     /// Where the subscription's list entry starts.
     pub origin: Origin,
 }
@@ -364,6 +384,8 @@ impl fmt::Debug for Subscription {
             .field("backoff", &self.backoff)
             .field("max_concurrency", &self.max_concurrency)
             .field("ack_wait", &self.ack_wait)
+            .field("ordering", &self.ordering)
+            .field("rate_limit", &self.rate_limit)
             .field("origin", &self.origin)
             .finish()
     }
@@ -814,6 +836,14 @@ impl<'a> Document<'a> {
                 timeout,
             });
         }
+        let rate_limit = match raw.rate_limit {
+            None => None,
+            Some(value) => Some(
+                value
+                    .parse::<RateLimit>()
+                    .map_err(|reason| self.invalid(field("rate_limit"), reason.to_string()))?,
+            ),
+        };
         Ok(Subscription {
             name: raw.name,
             subject: raw.subject,
@@ -826,6 +856,8 @@ impl<'a> Document<'a> {
             backoff,
             max_concurrency,
             ack_wait,
+            ordering: raw.ordering.unwrap_or_default(),
+            rate_limit,
             origin: self.at(key),
         })
     }
@@ -1088,6 +1120,8 @@ mod tests {
             backoff: DEFAULT_BACKOFF,
             max_concurrency: 1,
             ack_wait: DEFAULT_ACK_WAIT,
+            ordering: Ordering::None,
+            rate_limit: None,
             origin: Origin {
                 file: "config.d/x.yml".into(),
                 line: Some(2),

@@ -5,6 +5,7 @@
 //! Nothing here decides anything: it only counts.
 
 use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -46,6 +47,9 @@ struct Metrics {
     consumer_ack_pending: Family<Sub, Gauge>,
     consumer_redelivered: Family<Sub, Gauge>,
     plugin_traps: Family<Sub, Counter>,
+    ordering_waiting: Family<Sub, Gauge>,
+    rate_limit_waits: Family<Sub, Counter>,
+    rate_limit_wait_seconds: Family<Sub, Counter<f64, AtomicU64>>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -118,8 +122,29 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Plugin calls that trapped (panic, unreachable, out of memory) or ran out of CPU time",
         plugin_traps.clone(),
     );
+    let ordering_waiting = Family::<Sub, Gauge>::default();
+    registry.register(
+        "sinkhost_ordering_waiting",
+        "Messages waiting behind an earlier message of their subject (ordering: per-subject)",
+        ordering_waiting.clone(),
+    );
+    let rate_limit_waits = Family::<Sub, Counter>::default();
+    registry.register(
+        "sinkhost_rate_limit_waits",
+        "Delivery attempts that waited for the subscription's rate_limit",
+        rate_limit_waits.clone(),
+    );
+    let rate_limit_wait_seconds = Family::<Sub, Counter<f64, AtomicU64>>::default();
+    registry.register(
+        "sinkhost_rate_limit_wait_seconds",
+        "Time delivery attempts spent waiting for the subscription's rate_limit",
+        rate_limit_wait_seconds.clone(),
+    );
     Metrics {
         registry,
+        ordering_waiting,
+        rate_limit_waits,
+        rate_limit_wait_seconds,
         deliveries,
         dead_letters,
         duration,
@@ -167,13 +192,35 @@ pub(crate) fn in_flight(subscription: &str) -> InFlight {
     InFlight(gauge)
 }
 
-/// Decrements `sinkhost_in_flight` on drop.
+/// Decrements its gauge (`sinkhost_in_flight`, `sinkhost_ordering_waiting`) on drop.
 pub(crate) struct InFlight(Gauge);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
     }
+}
+
+/// Counts a message waiting behind its subject until the guard drops.
+pub(crate) fn ordering_waiting(subscription: &str) -> InFlight {
+    let gauge = METRICS
+        .ordering_waiting
+        .get_or_create(&sub(subscription))
+        .clone();
+    gauge.inc();
+    InFlight(gauge)
+}
+
+/// Counts one delivery attempt that waited `waited` for a rate-limit token.
+pub(crate) fn rate_limit_wait(subscription: &str, waited: Duration) {
+    METRICS
+        .rate_limit_waits
+        .get_or_create(&sub(subscription))
+        .inc();
+    METRICS
+        .rate_limit_wait_seconds
+        .get_or_create(&sub(subscription))
+        .inc_by(waited.as_secs_f64());
 }
 
 /// Counts one outbound request by status class or error kind.

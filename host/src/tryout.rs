@@ -71,6 +71,8 @@ impl TryOut {
             backoff: Duration::from_secs(2),
             max_concurrency: 1,
             ack_wait: self.timeout * 2,
+            ordering: crate::config::Ordering::None,
+            rate_limit: None,
             origin: Origin {
                 file: PathBuf::from("<command line>"),
                 line: None,

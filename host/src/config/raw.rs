@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::Storage;
+use super::{Ordering, Storage};
 
 /// One `config.d/*.yml` file. Both keys are optional; a file may hold either or both.
 ///
@@ -140,6 +140,20 @@ pub(crate) struct RawSubscription {
     /// `ack_wait: "120s"` — optional, default `120s`, must exceed `timeout`. How
     /// long JetStream waits for an ack before redelivering.
     pub(crate) ack_wait: Option<String>,
+
+    /// `ordering: per-subject` — optional, `none` (default: messages run in
+    /// parallel, a retry may let later ones overtake) or `per-subject`: a message
+    /// starts only after every earlier message of its exact subject was delivered
+    /// or dead-lettered; different subjects still run in parallel up to
+    /// `max_concurrency`. Retries of an ordered message wait in the host (holding
+    /// back its subject) instead of going back to the stream.
+    pub(crate) ordering: Option<Ordering>,
+
+    /// `rate_limit: "200/s"` — optional, default unlimited. At most this many
+    /// delivery attempts start per second (`/s`), minute (`/m`) or hour (`/h`);
+    /// the count is a whole number of at least 1. Bursts up to one second's worth
+    /// (at least 1) after an idle spell. Retries take a slot like first attempts.
+    pub(crate) rate_limit: Option<String>,
 }
 
 /// The `webhook:` block of a subscription.
