@@ -67,6 +67,10 @@ struct Args {
     /// `<!-- bench:end -->` when the file already has them).
     #[arg(long, default_value = "BENCH.md")]
     out: PathBuf,
+    /// `NAME=VALUE` set for every sinkhost the bench starts (to compare
+    /// settings, e.g. `TOKIO_WORKER_THREADS=1`); repeatable.
+    #[arg(long = "sinkhost-env", value_parser = parse_env)]
+    sinkhost_env: Vec<(String, String)>,
     /// nats-server binary.
     #[arg(
         long,
@@ -100,6 +104,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         plugin_dir: std::path::absolute(&args.plugin_dir)?,
         cache_dir: std::path::absolute(&args.cache_dir)?,
         log_dir: std::path::absolute("target/bench/logs")?,
+        env: args.sinkhost_env.clone(),
     };
     let nats = Nats::start(&args.nats_server)?;
     let client = async_nats::connect(nats.url()).await?;
@@ -338,13 +343,17 @@ fn render(args: &Args, rows: &[Row], load_before: &str, load_after: &str) -> Str
     );
     let _ = writeln!(
         out,
-        "Run: {} messages x {} rounds, {}-byte JSON on 3 subjects; latency {} msg/s for {} s; sinkhost {}.\n",
+        "Run: {} messages x {} rounds, {}-byte JSON on 3 subjects; latency {} msg/s for {} s; sinkhost {}{}.\n",
         args.messages,
         args.rounds,
         scenario::PAYLOAD_BYTES,
         args.rate,
         args.latency_secs,
-        args.sinkhost.display()
+        args.sinkhost.display(),
+        args.sinkhost_env
+            .iter()
+            .map(|(name, value)| format!(" {name}={value}"))
+            .collect::<String>()
     );
     let _ = writeln!(out, "| # | measure | result | target | how |");
     let _ = writeln!(out, "|---|---|---|---|---|");
@@ -379,6 +388,12 @@ fn write_between_markers(path: &Path, report: &str) -> anyhow::Result<()> {
         Err(_) => format!("# sinkhost benchmark (`make bench`)\n\n{block}"),
     };
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
 }
 
 fn loadavg() -> String {

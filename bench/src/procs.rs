@@ -87,6 +87,8 @@ pub struct SinkhostBin {
     pub cache_dir: PathBuf,
     /// Where each run's output goes (`sinkhost-<n>.log`).
     pub log_dir: PathBuf,
+    /// Extra environment for every run.
+    pub env: Vec<(String, String)>,
 }
 
 impl SinkhostBin {
@@ -101,7 +103,8 @@ impl SinkhostBin {
             .env("SINKHOST_CACHE_DIR", &self.cache_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(Stdio::null())
+            .envs(self.env.iter().map(|(name, value)| (name, value)));
         command
     }
 
