@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt as _;
 
@@ -222,14 +223,24 @@ impl Bench {
         let n = per_second * duration.as_secs();
         let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second as u32);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        let mut acks = Vec::new();
+        // Acks are awaited as they come, on another task: async-nats stops
+        // publishing while too many are outstanding.
+        let (acks, pending) = tokio::sync::mpsc::unbounded_channel::<PublishAckFuture>();
+        let settled = tokio::spawn(async move {
+            let mut pending = pending;
+            while let Some(ack) = pending.recv().await {
+                ack.await?;
+            }
+            Ok::<_, async_nats::jetstream::context::PublishError>(())
+        });
         for seq in 0..n {
             tick.tick().await;
             let subject = format!("{prefix}.{}", SUBJECTS[(seq % 3) as usize]);
             let sent = self.epoch.elapsed().as_micros() as u64;
-            acks.push(self.js.publish(subject, payload(seq, sent)).await?);
+            let _ = acks.send(self.js.publish(subject, payload(seq, sent)).await?);
         }
-        futures::future::try_join_all(acks.into_iter().map(IntoFuture::into_future)).await?;
+        drop(acks);
+        settled.await??;
         let arrivals = self.receiver.wait_for(n, Duration::from_secs(60)).await?;
         host.stop();
         self.remove_stream(stream).await;
