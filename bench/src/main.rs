@@ -378,9 +378,9 @@ fn write_between_markers(path: &Path, report: &str) -> anyhow::Result<()> {
         Ok(old) => match (old.find(BEGIN), old.find(END)) {
             (Some(b), Some(e)) if b < e => {
                 format!(
-                    "{}{block}{}",
+                    "{}{BEGIN}\n{report}{END}{}",
                     &old[..b],
-                    old[e + END.len()..].trim_start_matches('\n')
+                    &old[e + END.len()..]
                 )
             }
             _ => format!("{old}\n{block}"),
