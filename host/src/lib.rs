@@ -8,6 +8,7 @@
 pub mod app;
 mod bus;
 pub mod cli;
+pub mod compile_cache;
 pub mod config;
 pub mod deadletter;
 mod lag;

@@ -14,13 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
     StoreLimitsBuilder, Trap, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::compile_cache::CompileCache;
 use crate::outbound::{self, Outbound};
 
 mod bindings {
@@ -132,6 +133,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<State>,
     limits: Limits,
+    cache: CompileCache,
     compiled: Mutex<HashMap<PathBuf, SinkPluginPre<State>>>,
 }
 
@@ -180,8 +182,16 @@ impl Runtime {
             engine,
             linker,
             limits,
+            cache: CompileCache::from_env(),
             compiled: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Uses `cache` for compiled plugins instead of the one the environment
+    /// names (`SINKHOST_CACHE_DIR`, see [`CompileCache`]).
+    pub fn with_compile_cache(mut self, cache: CompileCache) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Compiles (once per path) and pre-instantiates the component at `path`.
@@ -193,7 +203,14 @@ impl Runtime {
             path: path.to_owned(),
             message: format!("{e:#}"),
         };
-        let component = Component::from_file(&self.engine, path).map_err(load_error)?;
+        let wasm = std::fs::read(path).map_err(|e| PluginError::Load {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let component = self
+            .cache
+            .component(&self.engine, path, &wasm)
+            .map_err(load_error)?;
         let pre = self
             .linker
             .instantiate_pre(&component)

