@@ -24,7 +24,8 @@ FROM debian:trixie-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin sinkhost
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin sinkhost \
+ && install -d -o sinkhost -g sinkhost /var/cache/sinkhost
 # bin/sinkhost with bin/plugins/ beside it: built-in plugin names resolve
 # without SINKHOST_PLUGIN_DIR. The shipped config.d is the default; mount yours
 # over /etc/sinkhost/config.d.
@@ -34,6 +35,8 @@ USER sinkhost
 # /healthz and /metrics. sinkhost listens on 127.0.0.1:8090 by default, which
 # would be unreachable from outside the container.
 ENV SINKHOST_LISTEN=0.0.0.0:8090
+# Compiled plugins (a volume here keeps restarts from compiling them again).
+ENV SINKHOST_CACHE_DIR=/var/cache/sinkhost
 EXPOSE 8090
 # The image has no curl or wget; bash's /dev/tcp asks /healthz on the port of
 # SINKHOST_LISTEN (200 once every subscription consumes, 503 while not). Start
