@@ -619,7 +619,16 @@ async fn attempt_once(
     };
     let call = tokio::time::timeout(call_limit(sub), subscriber.sink.deliver(&input));
     let outcome = lease.run(call).await?;
-    Some(match outcome {
+    Some(classify(sub, outcome))
+}
+
+/// What one plugin call, bounded by [`call_limit`], means to the retry
+/// policy, with the `outcome` label it is counted under in metrics.
+pub(crate) fn classify(
+    sub: &Subscription,
+    outcome: Result<Result<Delivery, plugin::PluginError>, tokio::time::error::Elapsed>,
+) -> (Attempt, &'static str) {
+    match outcome {
         Ok(Ok(Delivery {
             outcome: Outcome::Delivered,
             ..
@@ -651,7 +660,7 @@ async fn attempt_once(
             let slow = format!("delivery still running after {:?}", call_limit(sub));
             (Attempt::Failed(slow), "call_limit")
         }
-    })
+    }
 }
 
 /// Writes `message` to the dead-letter stream and terminates it; false (the

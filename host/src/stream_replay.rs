@@ -23,7 +23,7 @@ use futures::StreamExt;
 
 use crate::config::{Config, Subscription};
 use crate::deadletter;
-use crate::plugin::{self, Delivery, Outcome, Sink};
+use crate::plugin::{self, Sink};
 use crate::replay::{find_subscription, main_stream, only_sink};
 use crate::retry::{Action, Attempt, Policy};
 
@@ -301,29 +301,8 @@ async fn deliver_with_retries(
 
 /// One call of the plugin, classified as `run` classifies it.
 async fn attempt_once(sub: &Subscription, sink: &Sink, message: &plugin::Message) -> Attempt {
-    let limit = crate::bus::call_limit(sub);
-    match tokio::time::timeout(limit, sink.deliver(message)).await {
-        Ok(Ok(Delivery {
-            outcome: Outcome::Delivered,
-            ..
-        })) => Attempt::Delivered,
-        Ok(Ok(Delivery {
-            outcome: Outcome::Retry(delay),
-            last_http,
-        })) => Attempt::Retry {
-            delay,
-            reason: match last_http {
-                Some(http) => format!("plugin asked to retry after {http}"),
-                None => "plugin asked to retry".to_owned(),
-            },
-        },
-        Ok(Ok(Delivery {
-            outcome: Outcome::Reject(reason),
-            ..
-        })) => Attempt::Reject(reason),
-        Ok(Err(error)) => Attempt::Failed(error.to_string()),
-        Err(_) => Attempt::Failed(format!("delivery still running after {limit:?}")),
-    }
+    let outcome = tokio::time::timeout(crate::bus::call_limit(sub), sink.deliver(message)).await;
+    crate::bus::classify(sub, outcome).0
 }
 
 #[cfg(test)]
