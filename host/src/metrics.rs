@@ -33,6 +33,11 @@ struct SubResult {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadResult {
+    result: String,
+}
+
 struct Metrics {
     registry: Registry,
     deliveries: Family<SubOutcome, Counter>,
@@ -42,6 +47,7 @@ struct Metrics {
     http: Family<SubResult, Counter>,
     consuming: Family<Sub, Gauge>,
     nats_connected: Gauge,
+    config_reloads: Family<ReloadResult, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -90,6 +96,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "1 while connected to NATS",
         nats_connected.clone(),
     );
+    let config_reloads = Family::<ReloadResult, Counter>::default();
+    registry.register(
+        "sinkhost_config_reloads",
+        "Config reloads (SIGHUP or a change in config.d) by result: applied, rejected",
+        config_reloads.clone(),
+    );
     Metrics {
         registry,
         deliveries,
@@ -99,6 +111,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         http,
         consuming,
         nats_connected,
+        config_reloads,
     }
 });
 
@@ -170,6 +183,25 @@ pub(crate) fn consuming(subscription: &str, yes: bool) {
 /// Records whether the NATS connection is up.
 pub(crate) fn nats_connected(yes: bool) {
     METRICS.nats_connected.set(i64::from(yes));
+}
+
+/// Counts one config reload by `result` (`applied` or `rejected`).
+pub(crate) fn config_reload(result: &str) {
+    METRICS
+        .config_reloads
+        .get_or_create(&ReloadResult {
+            result: result.to_owned(),
+        })
+        .inc();
+}
+
+/// Shows both reload results (at 0) before the first reload.
+pub(crate) fn config_reloads_init() {
+    for result in ["applied", "rejected"] {
+        let _ = METRICS.config_reloads.get_or_create(&ReloadResult {
+            result: result.to_owned(),
+        });
+    }
 }
 
 /// The Prometheus text exposition of every metric.
