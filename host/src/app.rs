@@ -207,7 +207,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let digests = reload::digests(&config)?;
+    let digests = reload::digests(&config).map_err(|e| *e)?;
     let capacity = supervisor::instance_capacity(&config);
     let runtime = Runtime::new(
         Limits::default(),

@@ -65,18 +65,20 @@ pub type Digest = [u8; 32];
 
 /// The digest of every plugin file `config` uses. Reading is what can fail:
 /// the file existed when config.d was validated but may have gone since.
-pub fn digests(config: &Config) -> Result<HashMap<PathBuf, Digest>, PrepareError> {
+pub fn digests(config: &Config) -> Result<HashMap<PathBuf, Digest>, Box<PrepareError>> {
     let mut digests = HashMap::new();
     for sub in &config.subscriptions {
         if digests.contains_key(&sub.plugin.path) {
             continue;
         }
-        let bytes = std::fs::read(&sub.plugin.path).map_err(|e| PrepareError {
-            subscription: Some(sub.clone()),
-            error: crate::plugin::PluginError::Load {
-                path: sub.plugin.path.clone(),
-                message: e.to_string(),
-            },
+        let bytes = std::fs::read(&sub.plugin.path).map_err(|e| {
+            Box::new(PrepareError {
+                subscription: Some(sub.clone()),
+                error: crate::plugin::PluginError::Load {
+                    path: sub.plugin.path.clone(),
+                    message: e.to_string(),
+                },
+            })
         })?;
         digests.insert(sub.plugin.path.clone(), Sha256::digest(&bytes).into());
     }
@@ -216,7 +218,11 @@ pub fn plan<'a>(
         .filter(|r| config.subscription(&r.sub.name).is_none())
         .map(|r| r.sub.name.clone())
         .collect();
-    let mut paths: Vec<&PathBuf> = config.subscriptions.iter().map(|s| &s.plugin.path).collect();
+    let mut paths: Vec<&PathBuf> = config
+        .subscriptions
+        .iter()
+        .map(|s| &s.plugin.path)
+        .collect();
     paths.sort();
     paths.dedup();
     plan.recompile = paths
@@ -251,10 +257,16 @@ pub enum ReloadError {
     /// A changed subscription's plugin does not load or its `init` fails
     /// (the message `sinkhost check` prints).
     #[error(transparent)]
-    Plugin(#[from] PrepareError),
+    Plugin(#[from] Box<PrepareError>),
     /// The change cannot be applied (instance capacity, stream setup).
     #[error(transparent)]
     Apply(#[from] ApplyError),
+}
+
+impl From<PrepareError> for ReloadError {
+    fn from(error: PrepareError) -> Self {
+        ReloadError::Plugin(Box::new(error))
+    }
 }
 
 /// Logs and counts the result of one reload.
@@ -320,10 +332,7 @@ impl Watcher {
             if now != self.seen {
                 self.seen = now;
                 self.changed_at = Some(tokio::time::Instant::now());
-            } else if self
-                .changed_at
-                .is_some_and(|at| at.elapsed() >= DEBOUNCE)
-            {
+            } else if self.changed_at.is_some_and(|at| at.elapsed() >= DEBOUNCE) {
                 self.changed_at = None;
                 return;
             }
@@ -411,11 +420,19 @@ mod tests {
 
     #[test]
     fn only_what_differs_is_restarted_added_or_removed() {
-        let running = [sub("a", "http://h/a"), sub("b", "http://h/b"), sub("gone", "http://h/g")];
+        let running = [
+            sub("a", "http://h/a"),
+            sub("b", "http://h/b"),
+            sub("gone", "http://h/g"),
+        ];
         let mut moved = sub("a", "http://h/a");
         moved.origin.line = Some(40);
         let new = config(
-            vec![moved, sub("b", "http://h/other"), sub("fresh", "http://h/f")],
+            vec![
+                moved,
+                sub("b", "http://h/other"),
+                sub("fresh", "http://h/f"),
+            ],
             "s",
         );
         let plan = plan(
@@ -432,7 +449,11 @@ mod tests {
         assert_eq!(plan.added, ["fresh"]);
         assert_eq!(plan.removed, ["gone"]);
         assert!(plan.recompile.is_empty(), "{:?}", plan.recompile);
-        let starting: Vec<&str> = plan.starting(&new).iter().map(|s| s.name.as_str()).collect();
+        let starting: Vec<&str> = plan
+            .starting(&new)
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
         assert_eq!(starting, ["b", "fresh"]);
         assert_eq!(plan.stopping().collect::<Vec<_>>(), ["gone", "b"]);
         assert_eq!(
@@ -490,6 +511,9 @@ mod tests {
         std::fs::remove_file(dir.path().join("20.yml")).unwrap();
         assert_eq!(fingerprint(dir.path(), &[]), changed);
         let outside = dir.path().join("sub/x.wasm");
-        assert_eq!(fingerprint(dir.path(), &[outside.clone()]).len(), 2);
+        assert_eq!(
+            fingerprint(dir.path(), std::slice::from_ref(&outside)).len(),
+            2
+        );
     }
 }

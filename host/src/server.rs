@@ -49,10 +49,8 @@ impl Health {
                 (name.clone(), state.into())
             })
             .collect();
-        let healthy = nats == "connected"
-            && subscriptions
-                .iter()
-                .all(|(_, c)| c.load(Ordering::Relaxed));
+        let healthy =
+            nats == "connected" && subscriptions.iter().all(|(_, c)| c.load(Ordering::Relaxed));
         let status = if healthy { "ok" } else { "unavailable" };
         (
             healthy,

@@ -28,17 +28,20 @@ use tokio_util::task::TaskTracker;
 use crate::app::Prepared;
 use crate::bus::{self, BusError, Subscriber};
 use crate::config::{Config, StreamConfig, Subscription};
+use crate::deadletter::{self, DeadLetterError};
+use crate::metrics;
 use crate::plugin::Runtime;
 use crate::reload::{self, Digest, Plan, Running};
 use crate::server::Health;
-use crate::deadletter::{self, DeadLetterError};
-use crate::metrics;
 
-/// Plugin instances the process makes room for: twice what config.d needs at
-/// start, and at least 1024, so a reload may add subscriptions or replace all
-/// of them. The pool reserves address space, not memory, per instance.
+/// Plugin instances the process makes room for: what config.d needs at start
+/// plus as much again (at least 1024, at most 4096 more), so a reload may add
+/// subscriptions or replace all of them. The pool reserves address space, not
+/// memory: about 8 GiB per instance (two 4 GiB memory slots), which is why the
+/// headroom is capped.
 pub fn instance_capacity(config: &Config) -> usize {
-    (2 * needed_instances(&config.subscriptions)).max(1024) + 16
+    let at_start = needed_instances(&config.subscriptions);
+    at_start + at_start.clamp(1024, 4096) + 16
 }
 
 /// The most instances `subs` can hold at once: one per delivery in flight.
@@ -276,15 +279,16 @@ impl Supervisor {
         });
         let mut subscribers = Vec::new();
         for Prepared { sub, sink } in prepared {
-            let name = match stream {
-                Some(stream) => stream.name.clone(),
-                None => bus::find_stream(&self.js, &sub)
-                    .await
-                    .map_err(|error| ApplyError::Stream {
-                        context: format!("{}: subscription {}", sub.origin, sub.name),
-                        error,
+            let name =
+                match stream {
+                    Some(stream) => stream.name.clone(),
+                    None => bus::find_stream(&self.js, &sub).await.map_err(|error| {
+                        ApplyError::Stream {
+                            context: format!("{}: subscription {}", sub.origin, sub.name),
+                            error,
+                        }
                     })?,
-            };
+                };
             if !self.dead_letter_streams.contains(&name) {
                 deadletter::ensure_stream(&self.js, &name, storage).await?;
                 self.dead_letter_streams.insert(name.clone());
