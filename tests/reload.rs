@@ -390,3 +390,45 @@ async fn a_replaced_plugin_file_is_swapped_without_losing_messages() {
         None
     );
 }
+
+/// The plugin instance pool is sized at start; a reload that could need more
+/// instances than it holds is refused with a message saying so, instead of
+/// failing deliveries later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_beyond_the_instance_pool_is_rejected_with_a_clear_error() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::ok().await;
+    let s = unique("capacity");
+    let (small, huge) = (format!("{s}.small"), format!("{s}.huge"));
+    let config = ConfigDir::new()
+        .file("00-stream.yml", stream_yaml(&s, &[&small, &huge]))
+        .file(
+            "10.yml",
+            subscriptions(&[sub_yaml("small", &small, &receiver.url("/small"), "")]),
+        );
+    let host = Host::start(config.path(), &nats.url(), &NO_WATCH).await;
+    host.wait_healthy(WAIT).await;
+
+    config.write(
+        "20.yml",
+        subscriptions(&[sub_yaml(
+            "huge",
+            &huge,
+            &receiver.url("/huge"),
+            "max_concurrency: 2000",
+        )]),
+    );
+    host.sighup();
+    wait_metric(&host, REJECTED, 1.0, WAIT).await;
+    let line = host.wait_for_log("config reload rejected", WAIT).await;
+    // 50 at start: room for 50 + 1024 + 16; the reload needs 50 + 2000.
+    assert!(
+        line.contains("config.d needs room for 2050 plugin instances")
+            && line.contains("made room for 1090 at start; restart sinkhost to apply it"),
+        "{line}"
+    );
+    assert_eq!(
+        healthy_subscriptions(&host).await,
+        serde_json::json!({"small": "consuming"})
+    );
+}
