@@ -367,83 +367,89 @@ fn fingerprint(dir: &Path, plugin_files: &[PathBuf]) -> Fingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Origin, PluginRef, StreamConfig, Webhook};
 
-    fn sub(name: &str, url: &str) -> Subscription {
-        Subscription {
-            name: name.into(),
-            subject: format!("{name}.>"),
-            consumer: format!("{name}-c"),
-            plugin: PluginRef {
-                name: "http-webhook".into(),
-                path: "/p/http-webhook.wasm".into(),
-            },
-            webhook: Webhook {
-                url: url.into(),
-                headers: Default::default(),
-            },
-            settings: serde_json::json!({}),
-            timeout: Duration::from_secs(15),
-            retries: 3,
-            backoff: Duration::from_secs(2),
-            max_concurrency: 50,
-            ack_wait: Duration::from_secs(120),
-            origin: Origin {
-                file: "c/10.yml".into(),
-                line: Some(2),
-            },
+    /// A config.d in a temporary directory, loaded the way `run` loads it.
+    struct Dir(tempfile::TempDir);
+
+    impl Dir {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("p.wasm"), "").unwrap();
+            Dir(dir)
         }
-    }
 
-    fn config(subs: Vec<Subscription>, stream: &str) -> Config {
-        Config {
-            stream: Some(StreamConfig {
-                name: stream.into(),
-                subjects: vec![">".into()],
-                max_age: Duration::ZERO,
-                storage: config::Storage::File,
-                origin: Origin {
-                    file: "c/00.yml".into(),
-                    line: Some(1),
-                },
-            }),
-            subscriptions: subs,
+        /// config.d with `stream` and one subscription per `(name, url)`,
+        /// after `blank_lines` empty lines.
+        fn config(&self, stream: &str, subs: &[(&str, &str)], blank_lines: usize) -> Config {
+            let mut yaml = "\n".repeat(blank_lines);
+            yaml.push_str(&format!(
+                "stream:\n  name: {stream}\n  subjects: [\">\"]\nsubscriptions:\n"
+            ));
+            for (name, url) in subs {
+                yaml.push_str(&format!(
+                    "  - name: {name}\n    subject: {name}.x\n    consumer: {name}-c\n    plugin: ./p.wasm\n    webhook: {{url: \"{url}\"}}\n"
+                ));
+            }
+            std::fs::write(self.0.path().join("10.yml"), yaml).unwrap();
+            ConfigSource {
+                dir: self.0.path().to_owned(),
+                plugins: PluginSearch::default(),
+            }
+            .load()
+            .unwrap()
+        }
+
+        fn plugin(&self) -> PathBuf {
+            self.0.path().join("p.wasm")
         }
     }
 
     const OLD: Digest = [1; 32];
     const NEW: Digest = [2; 32];
 
-    fn digests(digest: Digest) -> HashMap<PathBuf, Digest> {
-        HashMap::from([("/p/http-webhook.wasm".into(), digest)])
+    fn plan_from(
+        running: &Config,
+        digest: Digest,
+        new: &Config,
+        digests: &HashMap<PathBuf, Digest>,
+    ) -> Plan {
+        let stream = running.stream.as_ref().unwrap().name.clone();
+        plan(
+            running.subscriptions.iter().map(|sub| Running {
+                sub,
+                digest: &digest,
+                stream: &stream,
+            }),
+            new,
+            digests,
+        )
     }
 
     #[test]
     fn only_what_differs_is_restarted_added_or_removed() {
-        let running = [
-            sub("a", "http://h/a"),
-            sub("b", "http://h/b"),
-            sub("gone", "http://h/g"),
-        ];
-        let mut moved = sub("a", "http://h/a");
-        moved.origin.line = Some(40);
-        let new = config(
-            vec![
-                moved,
-                sub("b", "http://h/other"),
-                sub("fresh", "http://h/f"),
-            ],
+        let dir = Dir::new();
+        let digests = HashMap::from([(dir.plugin(), OLD)]);
+        let running = dir.config(
             "s",
+            &[
+                ("a", "http://h/a"),
+                ("b", "http://h/b"),
+                ("gone", "http://h/g"),
+            ],
+            0,
         );
-        let plan = plan(
-            running.iter().map(|sub| Running {
-                sub,
-                digest: &OLD,
-                stream: "s",
-            }),
-            &new,
-            &digests(OLD),
+        // Moved down by two lines: `origin` differs, nothing else.
+        let new = dir.config(
+            "s",
+            &[
+                ("a", "http://h/a"),
+                ("b", "http://h/other"),
+                ("fresh", "http://h/f"),
+            ],
+            2,
         );
+        assert_ne!(running.subscriptions[0].origin, new.subscriptions[0].origin);
+        let plan = plan_from(&running, OLD, &new, &digests);
         assert_eq!(plan.unchanged, ["a"]);
         assert_eq!(plan.restarted, [("b".to_owned(), Why::Config)]);
         assert_eq!(plan.added, ["fresh"]);
@@ -464,34 +470,30 @@ mod tests {
 
     #[test]
     fn a_changed_plugin_file_restarts_its_users_and_is_recompiled() {
-        let running = [sub("a", "http://h/a")];
-        let new = config(vec![sub("a", "http://h/a")], "s");
-        let plan = plan(
-            running.iter().map(|sub| Running {
-                sub,
-                digest: &OLD,
-                stream: "s",
-            }),
-            &new,
-            &digests(NEW),
-        );
+        let dir = Dir::new();
+        let config = dir.config("s", &[("a", "http://h/a")], 0);
+        let plan = plan_from(&config, OLD, &config, &HashMap::from([(dir.plugin(), NEW)]));
         assert_eq!(plan.restarted, [("a".to_owned(), Why::PluginFile)]);
-        assert_eq!(plan.recompile, [PathBuf::from("/p/http-webhook.wasm")]);
+        assert_eq!(plan.recompile, [dir.plugin()]);
     }
 
     #[test]
     fn another_stream_restarts_every_subscription_on_the_old_one() {
-        let running = [sub("a", "http://h/a")];
-        let plan = plan(
-            running.iter().map(|sub| Running {
-                sub,
-                digest: &OLD,
-                stream: "s",
-            }),
-            &config(vec![sub("a", "http://h/a")], "t"),
-            &digests(OLD),
-        );
+        let dir = Dir::new();
+        let digests = HashMap::from([(dir.plugin(), OLD)]);
+        let running = dir.config("s", &[("a", "http://h/a")], 0);
+        let new = dir.config("t", &[("a", "http://h/a")], 0);
+        let plan = plan_from(&running, OLD, &new, &digests);
         assert_eq!(plan.restarted, [("a".to_owned(), Why::Stream)]);
+    }
+
+    #[test]
+    fn digests_are_of_the_content() {
+        let dir = Dir::new();
+        let config = dir.config("s", &[("a", "http://h/a")], 0);
+        let empty = digests(&config).unwrap()[&dir.plugin()];
+        std::fs::write(dir.plugin(), "other").unwrap();
+        assert_ne!(digests(&config).unwrap()[&dir.plugin()], empty);
     }
 
     #[test]
