@@ -208,12 +208,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let digests = reload::digests(&config).map_err(|e| *e)?;
-    let capacity = supervisor::instance_capacity(&config);
-    let runtime = Runtime::new(
-        Limits::default(),
-        u32::try_from(capacity).unwrap_or(u32::MAX),
-    )
-    .map_err(|error| PrepareError {
+    let runtime = supervisor::runtime(&config).map_err(|error| PrepareError {
         subscription: None,
         error,
     })?;

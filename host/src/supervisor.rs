@@ -30,7 +30,7 @@ use crate::bus::{self, BusError, Subscriber};
 use crate::config::{Config, StreamConfig, Subscription};
 use crate::deadletter::{self, DeadLetterError};
 use crate::metrics;
-use crate::plugin::Runtime;
+use crate::plugin::{Limits, PluginError, Runtime};
 use crate::reload::{self, Digest, Plan, Running};
 use crate::server::Health;
 
@@ -42,6 +42,15 @@ use crate::server::Health;
 pub fn instance_capacity(config: &Config) -> usize {
     let at_start = needed_instances(&config.subscriptions);
     at_start + at_start.clamp(1024, 4096) + 16
+}
+
+/// The process's plugin runtime, with room for [`instance_capacity`] instances.
+pub fn runtime(config: &Config) -> Result<Runtime, PluginError> {
+    let capacity = instance_capacity(config);
+    Runtime::new(
+        Limits::default(),
+        u32::try_from(capacity).unwrap_or(u32::MAX),
+    )
 }
 
 /// The most instances `subs` can hold at once: one per delivery in flight.
@@ -101,7 +110,7 @@ struct Entry {
 
 impl Supervisor {
     /// Sets up streams and consumers for `prepared` (all of `config`, compiled
-    /// with `runtime`) and starts consuming. A NATS error here fails the start.
+    /// with `runtime`, made by [`runtime`]) and starts consuming. A NATS error here fails the start.
     pub async fn start(
         js: jetstream::Context,
         runtime: Runtime,
@@ -125,15 +134,20 @@ impl Supervisor {
         let subscribers = supervisor
             .subscribers(config.stream.as_ref(), prepared)
             .await?;
-        for subscriber in subscribers {
+        // Every consumer is set up before any starts: one that fails fails
+        // the start before a single message is taken.
+        let mut consumers = Vec::new();
+        for subscriber in &subscribers {
             let sub = &subscriber.sub;
             let consumer = bus::ensure_consumer(&supervisor.js, &subscriber.stream, sub)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: subscription {}: {e}", sub.origin, sub.name))?;
-            let digest = digests[&sub.plugin.path];
-            supervisor
-                .entries
-                .push(supervisor.spawn(subscriber, digest, Some(consumer)));
+            consumers.push(consumer);
+        }
+        for (subscriber, consumer) in subscribers.into_iter().zip(consumers) {
+            let digest = digests[&subscriber.sub.plugin.path];
+            let entry = supervisor.spawn(subscriber, digest, Some(consumer));
+            supervisor.entries.push(entry);
         }
         supervisor.stream = config.stream;
         supervisor.publish_health();
@@ -387,6 +401,17 @@ impl Entry {
     async fn stop(self, grace: Duration) {
         self.stop_fetching.cancel();
         let _ = self.fetch_loop.await;
+        // The loop's pull request outlives it on the server until the server
+        // sees its inbox unsubscribed; a message sent there meanwhile would
+        // wait out `ack_wait`. After the flush the server has seen it, so the
+        // next messages go to the replacement (or another host).
+        let client = self.subscriber.js.client();
+        if tokio::time::timeout(Duration::from_secs(5), client.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!(subscription = %self.subscriber.sub.name, "could not flush to NATS after stopping the fetch loop");
+        }
         self.in_flight.close();
         if tokio::time::timeout(grace, self.in_flight.wait())
             .await
