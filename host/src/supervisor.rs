@@ -240,7 +240,7 @@ impl Supervisor {
         self.entries = keep;
         futures::future::join_all(stop.into_iter().map(|entry| {
             let grace = grace(std::iter::once(&entry.subscriber.sub));
-            entry.stop(grace)
+            entry.stop(grace, true)
         }))
         .await;
 
@@ -266,7 +266,7 @@ impl Supervisor {
     pub async fn shutdown(self) {
         let grace = grace(self.entries.iter().map(|e| &e.subscriber.sub));
         self.stop.cancel();
-        futures::future::join_all(self.entries.into_iter().map(|e| e.stop(grace))).await;
+        futures::future::join_all(self.entries.into_iter().map(|e| e.stop(grace, false))).await;
     }
 
     async fn ensure_stream(&mut self, stream: Option<&StreamConfig>) -> Result<(), ApplyError> {
@@ -398,19 +398,24 @@ async fn reconcile(subscriber: &Subscriber, stop: &CancellationToken) -> Option<
 impl Entry {
     /// Stops fetching (returning fetched but unstarted messages), waits up to
     /// `grace` for in-flight deliveries, then naks those still running.
-    async fn stop(self, grace: Duration) {
+    /// `replaced`: the process goes on (a reload), so make sure NATS stops
+    /// sending to this loop; at shutdown closing the connection does that.
+    async fn stop(self, grace: Duration, replaced: bool) {
         self.stop_fetching.cancel();
         let _ = self.fetch_loop.await;
         // The loop's pull request outlives it on the server until the server
-        // sees its inbox unsubscribed; a message sent there meanwhile would
-        // wait out `ack_wait`. After the flush the server has seen it, so the
-        // next messages go to the replacement (or another host).
-        let client = self.subscriber.js.client();
-        if tokio::time::timeout(Duration::from_secs(5), client.flush())
-            .await
-            .is_err()
+        // has processed the unsubscribe of its inbox; a message sent there
+        // meanwhile would wait out `ack_wait`. The server answers a request
+        // only after what the connection sent before it (a flush only writes),
+        // so after this round trip the next messages go to the replacement.
+        let round_trip = self.subscriber.js.query_account();
+        if replaced
+            && !matches!(
+                tokio::time::timeout(Duration::from_secs(5), round_trip).await,
+                Ok(Ok(_))
+            )
         {
-            tracing::warn!(subscription = %self.subscriber.sub.name, "could not flush to NATS after stopping the fetch loop");
+            tracing::warn!(subscription = %self.subscriber.sub.name, "NATS did not confirm that the stopped fetch loop's pull request is gone");
         }
         self.in_flight.close();
         if tokio::time::timeout(grace, self.in_flight.wait())
