@@ -4,26 +4,27 @@
 //! `run` is what `sinkhost run` calls and what tests drive: it takes a bound
 //! listener and a shutdown future, so a test can start it on port 0 and stop
 //! it. The order is fixed: every plugin is compiled and initialised before
-//! NATS is touched, so a bad config never starts a consumer.
+//! NATS is touched, so a bad config never starts a consumer. The running
+//! subscriptions belong to the `supervisor`; a reload goes through the same
+//! validation as the start before the supervisor changes any of them.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
+use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::bus::{self, Subscriber};
 use crate::config::{Config, Subscription};
+use crate::metrics;
 use crate::outbound::{Allowlist, Outbound};
 use crate::plugin::{Limits, PluginError, Runtime, Sink, SinkSpec};
+use crate::reload::{self, ConfigSource, Plan, ReloadError, Reloading, Watcher};
 use crate::server::{self, Health};
-use crate::{deadletter, metrics};
+use crate::supervisor::{self, Supervisor};
 
 /// How to reach NATS. Field names follow the `nats` CLI's flags and variables.
 #[derive(Debug, Clone, Default)]
@@ -148,9 +149,18 @@ pub async fn prepare(config: &Config, limits: Limits) -> Result<Vec<Prepared>, P
             error,
         },
     )?;
+    prepare_in(&runtime, &config.subscriptions).await
+}
+
+/// [`prepare`] with a given runtime, for some of config.d's subscriptions
+/// (`run` prepares only what a reload changed).
+pub async fn prepare_in<'a>(
+    runtime: &Runtime,
+    subs: impl IntoIterator<Item = &'a Subscription>,
+) -> Result<Vec<Prepared>, PrepareError> {
     let client = Outbound::shared_client();
     let mut prepared = Vec::new();
-    for sub in &config.subscriptions {
+    for sub in subs {
         let failed = |error| PrepareError {
             subscription: Some(sub.clone()),
             error,
@@ -204,14 +214,22 @@ fn describe(sub: Option<&Subscription>) -> String {
 
 /// Runs every subscription until `shutdown` resolves, then stops fetching,
 /// lets in-flight deliveries finish (or naks them after a grace period) and
-/// returns.
+/// returns. Meanwhile reloads config.d when `reloading` asks (see
+/// [`reload`]): a valid new config replaces only the subscriptions that
+/// changed, an invalid one is logged and counted and changes nothing.
 pub async fn run(
     config: Config,
+    reloading: Reloading,
     nats: NatsOptions,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let prepared = prepare(&config, Limits::default()).await?;
+    let digests = reload::digests(&config).map_err(|e| *e)?;
+    let runtime = supervisor::runtime(&config).map_err(|error| PrepareError {
+        subscription: None,
+        error,
+    })?;
+    let prepared = prepare_in(&runtime, &config.subscriptions).await?;
     let stop = CancellationToken::new();
     tokio::spawn({
         let stop = stop.clone();
@@ -222,19 +240,8 @@ pub async fn run(
         }
     });
 
-    let mut health = Health::default();
-    let flags: Vec<Arc<AtomicBool>> = prepared
-        .iter()
-        .map(|p| {
-            let flag = Arc::new(AtomicBool::new(false));
-            health
-                .subscriptions
-                .push((p.sub.name.clone(), flag.clone()));
-            metrics::consuming(&p.sub.name, false);
-            flag
-        })
-        .collect();
-    let health = Arc::new(health);
+    let health = Arc::new(Health::default());
+    health.set_subscriptions(Supervisor::starting_health(&config));
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
@@ -260,35 +267,38 @@ pub async fn run(
     let _ = health.nats.set(client.clone());
     let js = jetstream::new(client.clone());
 
-    let subscribers = setup(&js, &config, prepared, flags).await?;
+    let mut supervisor = Supervisor::start(
+        js,
+        runtime,
+        config,
+        prepared,
+        &digests,
+        health,
+        stop.clone(),
+    )
+    .await?;
 
-    let stop_fetching = stop.child_token();
-    let abort = CancellationToken::new();
-    let in_flight = TaskTracker::new();
-    let loops: Vec<_> = subscribers
-        .into_iter()
-        .map(|(subscriber, consumer)| {
-            tokio::spawn(bus::consume(
-                subscriber,
-                consumer,
-                stop_fetching.clone(),
-                abort.clone(),
-                in_flight.clone(),
-            ))
-        })
-        .collect();
+    metrics::config_reloads_init();
+    let Reloading {
+        source,
+        mut requests,
+        watch,
+    } = reloading;
+    let mut watcher = Watcher::new(&source.dir, &supervisor.plugin_files());
+    loop {
+        let plugin_files = supervisor.plugin_files();
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            Some(()) = requests.next() => tracing::info!("reload requested"),
+            () = watcher.settled(&plugin_files), if watch => tracing::info!("config.d changed; reloading"),
+        }
+        let result = reload_config(&mut supervisor, &source).await;
+        reload::report(&result);
+        watcher.rebase(&supervisor.plugin_files());
+    }
 
-    stop.cancelled().await;
-    for fetch_loop in loops {
-        let _ = fetch_loop.await;
-    }
-    in_flight.close();
-    let grace = shutdown_grace(&config);
-    if tokio::time::timeout(grace, in_flight.wait()).await.is_err() {
-        tracing::warn!(grace = ?grace, "in-flight deliveries still running; returning them to the stream");
-        abort.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), in_flight.wait()).await;
-    }
+    supervisor.shutdown().await;
     // With NATS unreachable a flush waits for the reconnect; unacked messages
     // are redelivered after ack_wait anyway, so do not wait long.
     match tokio::time::timeout(Duration::from_secs(5), client.flush()).await {
@@ -302,67 +312,19 @@ pub async fn run(
     Ok(())
 }
 
-/// Waits as long as the slowest configured HTTP call, but never past the
-/// shortest `ack_wait`, after which JetStream would redeliver anyway.
-fn shutdown_grace(config: &Config) -> Duration {
-    let longest_call = config
-        .subscriptions
-        .iter()
-        .map(|s| s.timeout)
-        .max()
-        .unwrap_or_default();
-    let shortest_ack_wait = config
-        .subscriptions
-        .iter()
-        .map(|s| s.ack_wait)
-        .min()
-        .unwrap_or_default();
-    (longest_call + Duration::from_secs(2)).min(shortest_ack_wait)
-}
-
-/// Creates or reconciles streams, dead-letter streams and consumers.
-async fn setup(
-    js: &jetstream::Context,
-    config: &Config,
-    prepared: Vec<Prepared>,
-    flags: Vec<Arc<AtomicBool>>,
-) -> anyhow::Result<Vec<(Arc<Subscriber>, jetstream::consumer::PullConsumer)>> {
-    if let Some(stream) = &config.stream {
-        bus::ensure_stream(js, stream)
-            .await
-            .with_context(|| format!("{}: stream {}", stream.origin, stream.name))?;
-    }
-    let storage = config
-        .stream
-        .as_ref()
-        .map_or(jetstream::stream::StorageType::File, |s| {
-            bus::storage_type(s.storage)
-        });
-    let mut dead_letter_streams = BTreeSet::new();
-    let mut subscribers = Vec::new();
-    for (Prepared { sub, sink }, consuming) in prepared.into_iter().zip(flags) {
-        let stream = match &config.stream {
-            Some(stream) => stream.name.clone(),
-            None => bus::find_stream(js, &sub).await?,
-        };
-        if dead_letter_streams.insert(stream.clone()) {
-            deadletter::ensure_stream(js, &stream, storage).await?;
-        }
-        let consumer = bus::ensure_consumer(js, &stream, &sub)
-            .await
-            .with_context(|| format!("{}: subscription {}", sub.origin, sub.name))?;
-        subscribers.push((
-            Arc::new(Subscriber {
-                sub,
-                stream,
-                sink,
-                js: js.clone(),
-                consuming,
-            }),
-            consumer,
-        ));
-    }
-    Ok(subscribers)
+/// One reload: config.d is validated in full the way `sinkhost check` does it
+/// (load, then compile and `init` every subscription that changed) before
+/// anything running is touched.
+async fn reload_config(
+    supervisor: &mut Supervisor,
+    source: &ConfigSource,
+) -> Result<Plan, ReloadError> {
+    let config = source.load()?;
+    let digests = reload::digests(&config)?;
+    let plan = supervisor.plan(&config, &digests)?;
+    let prepared = prepare_in(supervisor.runtime(), plan.starting(&config)).await?;
+    supervisor.apply(config, &plan, prepared, &digests).await?;
+    Ok(plan)
 }
 
 #[cfg(test)]

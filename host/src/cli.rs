@@ -11,6 +11,7 @@ use crate::app::{self, NatsOptions};
 use crate::config::{self, Config, PluginSearch};
 use crate::deadletter;
 use crate::plugin::{Delivery, Limits, Outcome};
+use crate::reload::{ConfigSource, Reloading};
 use crate::replay::{self, Fate};
 use crate::scaffold::{self, Lang};
 use crate::stream_replay::{self, Start};
@@ -38,6 +39,9 @@ enum Command {
         /// Address for /healthz and /metrics.
         #[arg(long, env = "SINKHOST_LISTEN", default_value = "127.0.0.1:8090")]
         listen: String,
+        /// Reload when config.d changes (`false`: only on SIGHUP).
+        #[arg(long, env = "SINKHOST_WATCH_CONFIG", default_value_t = true, action = clap::ArgAction::Set)]
+        watch_config: bool,
     },
     /// Validate config.d, load every plugin and run its init; exit 2 on error.
     Check {
@@ -280,12 +284,26 @@ pub fn main() -> ExitCode {
 async fn execute(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run {
-            config,
+            config: config_args,
             nats,
             listen,
+            watch_config,
         } => {
             init_logging(true);
-            let config = match config.load() {
+            // Before anything else: SIGHUP's default action ends the process.
+            let hangups = match reload_requests() {
+                Ok(hangups) => hangups,
+                Err(e) => return report(Err(e)),
+            };
+            let reloading = Reloading {
+                source: ConfigSource {
+                    dir: config_args.config_dir.clone(),
+                    plugins: PluginSearch::from_env(),
+                },
+                requests: hangups,
+                watch: watch_config,
+            };
+            let config = match reloading.source.load() {
                 Ok(config) => config,
                 Err(e) => return config_error(&e),
             };
@@ -293,7 +311,7 @@ async fn execute(cli: Cli) -> ExitCode {
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
                     .with_context(|| format!("binding {listen}"))?;
-                app::run(config, nats.into(), listener, shutdown_signal()).await
+                app::run(config, reloading, nats.into(), listener, shutdown_signal()).await
             }
             .await;
             match result {
@@ -541,6 +559,15 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+/// SIGHUP, as a stream of reload requests.
+fn reload_requests() -> anyhow::Result<futures::stream::BoxStream<'static, ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    Ok(Box::pin(futures::stream::poll_fn(move |cx| {
+        hangup.poll_recv(cx)
+    })))
 }
 
 async fn dlq_list(

@@ -34,6 +34,11 @@ struct SubResult {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadResult {
+    result: String,
+}
+
 struct Metrics {
     registry: Registry,
     deliveries: Family<SubOutcome, Counter>,
@@ -50,6 +55,7 @@ struct Metrics {
     ordering_waiting: Family<Sub, Gauge>,
     rate_limit_waits: Family<Sub, Counter>,
     rate_limit_wait_seconds: Family<Sub, Counter<f64, AtomicU64>>,
+    config_reloads: Family<ReloadResult, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -140,6 +146,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Time delivery attempts spent waiting for the subscription's rate_limit",
         rate_limit_wait_seconds.clone(),
     );
+    let config_reloads = Family::<ReloadResult, Counter>::default();
+    registry.register(
+        "sinkhost_config_reloads",
+        "Config reloads (SIGHUP or a change in config.d) by result: applied, rejected",
+        config_reloads.clone(),
+    );
     Metrics {
         registry,
         ordering_waiting,
@@ -156,6 +168,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         consumer_ack_pending,
         consumer_redelivered,
         plugin_traps,
+        config_reloads,
     }
 });
 
@@ -285,6 +298,25 @@ pub(crate) fn forget_consumer_state(subscription: &str) {
 /// Counts one plugin call that trapped or ran out of CPU time.
 pub(crate) fn plugin_trap(subscription: &str) {
     METRICS.plugin_traps.get_or_create(&sub(subscription)).inc();
+}
+
+/// Counts one config reload by `result` (`applied` or `rejected`).
+pub(crate) fn config_reload(result: &str) {
+    METRICS
+        .config_reloads
+        .get_or_create(&ReloadResult {
+            result: result.to_owned(),
+        })
+        .inc();
+}
+
+/// Shows both reload results (at 0) before the first reload.
+pub(crate) fn config_reloads_init() {
+    for result in ["applied", "rejected"] {
+        let _ = METRICS.config_reloads.get_or_create(&ReloadResult {
+            result: result.to_owned(),
+        });
+    }
 }
 
 /// The Prometheus text exposition of every metric.

@@ -223,6 +223,13 @@ impl Runtime {
         Ok(pre)
     }
 
+    /// Drops the compiled component of `path`, so the next [`Runtime::sink`]
+    /// reads and compiles the file again (it changed on disk). Sinks made
+    /// before keep the component they were made with.
+    pub fn forget(&self, path: &Path) {
+        self.compiled.lock().expect("compiled lock").remove(path);
+    }
+
     /// Prepares the plugin at `path` for one subscription. Instances are made
     /// on demand; call [`Sink::check`] to initialise one now.
     pub fn sink(&self, spec: SinkSpec) -> Result<Sink, PluginError> {

@@ -4,7 +4,7 @@
 //! `consuming` flag and NATS reports the connection state.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use axum::Router;
 use axum::extract::State;
@@ -20,19 +20,25 @@ use crate::metrics;
 pub struct Health {
     /// The NATS client, once connected for the first time.
     pub nats: OnceLock<async_nats::Client>,
-    /// Each subscription's name and whether it is consuming.
-    pub subscriptions: Vec<(String, Arc<AtomicBool>)>,
+    /// Each running subscription's name and whether it is consuming; replaced
+    /// when a reload adds or removes subscriptions.
+    pub subscriptions: RwLock<Vec<(String, Arc<AtomicBool>)>>,
 }
 
 impl Health {
+    /// Replaces the list of subscriptions `/healthz` reports on.
+    pub fn set_subscriptions(&self, subscriptions: Vec<(String, Arc<AtomicBool>)>) {
+        *self.subscriptions.write().expect("health lock") = subscriptions;
+    }
+
     fn report(&self) -> (bool, serde_json::Value) {
+        let subscriptions = self.subscriptions.read().expect("health lock");
         let nats = match self.nats.get().map(async_nats::Client::connection_state) {
             Some(async_nats::connection::State::Connected) => "connected",
             Some(_) => "disconnected",
             None => "connecting",
         };
-        let subscriptions: serde_json::Map<String, serde_json::Value> = self
-            .subscriptions
+        let states: serde_json::Map<String, serde_json::Value> = subscriptions
             .iter()
             .map(|(name, consuming)| {
                 let state = if consuming.load(Ordering::Relaxed) {
@@ -43,15 +49,12 @@ impl Health {
                 (name.clone(), state.into())
             })
             .collect();
-        let healthy = nats == "connected"
-            && self
-                .subscriptions
-                .iter()
-                .all(|(_, c)| c.load(Ordering::Relaxed));
+        let healthy =
+            nats == "connected" && subscriptions.iter().all(|(_, c)| c.load(Ordering::Relaxed));
         let status = if healthy { "ok" } else { "unavailable" };
         (
             healthy,
-            serde_json::json!({ "status": status, "nats": nats, "subscriptions": subscriptions }),
+            serde_json::json!({ "status": status, "nats": nats, "subscriptions": states }),
         )
     }
 }

@@ -293,6 +293,11 @@ impl Host {
         self.process.signal("TERM");
     }
 
+    /// Sends SIGHUP (reload config.d).
+    pub fn sighup(&self) {
+        self.process.signal("HUP");
+    }
+
     /// Sends SIGKILL (a crash).
     pub fn kill9(&self) {
         self.process.signal("KILL");

@@ -34,7 +34,7 @@ pub use jetstream::{
     wait_for_stream_messages,
 };
 pub use nats::{NatsServer, nats_server_bin};
-pub use receiver::{Behaviour, IDEMPOTENCY_KEY, Receiver, Recorded, Reply};
+pub use receiver::{Behaviour, Gate, IDEMPOTENCY_KEY, Receiver, Recorded, Reply};
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {

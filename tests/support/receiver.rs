@@ -101,6 +101,31 @@ pub struct Reply {
     pub body: Bytes,
     /// Wait this long before answering (the request is recorded on arrival).
     pub delay: Option<Duration>,
+    /// Then wait until this gate opens.
+    pub hold: Option<Gate>,
+}
+
+/// Holds the replies given [`Reply::hold`] until [`Gate::open`]: a destination
+/// that keeps a request in flight for as long as the test needs.
+#[derive(Clone, Debug)]
+pub struct Gate(Arc<tokio::sync::Semaphore>);
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(0)))
+    }
+
+    /// Lets every held reply (and every later one) go.
+    pub fn open(&self) {
+        self.0.close();
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Reply {
@@ -111,6 +136,7 @@ impl Reply {
             headers: Vec::new(),
             body: Bytes::new(),
             delay: None,
+            hold: None,
         }
     }
 
@@ -131,6 +157,12 @@ impl Reply {
 
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
+        self
+    }
+
+    /// Answers only once `gate` is open.
+    pub fn hold(mut self, gate: Gate) -> Self {
+        self.hold = Some(gate);
         self
     }
 }
@@ -381,6 +413,10 @@ async fn handle(
     let reply = behaviour(&recorded, nth);
     if let Some(delay) = reply.delay {
         tokio::time::sleep(delay).await;
+    }
+    if let Some(gate) = &reply.hold {
+        // Fails (and so returns) once the gate is closed, i.e. open.
+        let _ = gate.0.acquire().await;
     }
     into_response(reply)
 }

@@ -1,0 +1,521 @@
+//! Config reloads: what asks for one, and what one changes.
+//!
+//! A reload is asked for by a signal (SIGHUP in `sinkhost run`) or by a change
+//! in config.d that has then been quiet for [`DEBOUNCE`]. The [`Watcher`]
+//! polls instead of using inotify: a stat of each file every [`POLL`] costs
+//! nothing at this size, needs no dependency and no watch limit, and also sees
+//! what inotify on the directory misses: a Kubernetes ConfigMap swapping its
+//! `..data` symlink (the visible files are symlinks, and their targets' mtime
+//! changes) and a plugin `.wasm` referenced from outside config.d.
+//!
+//! [`plan`] compares the validated new config with what runs, subscription by
+//! subscription (the validated [`Subscription`] minus where it is written, the
+//! SHA-256 of its plugin file, its stream) and names what to add, remove,
+//! restart or leave alone. It decides nothing else: loading and checking the
+//! new config is `config` and `app::prepare_in` (the path `sinkhost check`
+//! takes), and stopping and starting subscriptions is `supervisor`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use futures::stream::BoxStream;
+use sha2::{Digest as _, Sha256};
+
+use crate::app::PrepareError;
+use crate::config::{self, Config, ConfigError, PluginSearch, Subscription};
+use crate::supervisor::ApplyError;
+
+/// How often the watcher looks at config.d.
+pub const POLL: Duration = Duration::from_millis(250);
+/// How long config.d must stay unchanged before a change is reloaded, so a
+/// copy of several files is read once, complete.
+pub const DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// Where config.d is and how its plugin names resolve: what a reload reads
+/// again, exactly as the start (and `sinkhost check`) did.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The config directory.
+    pub dir: PathBuf,
+    /// Where built-in plugin names resolve.
+    pub plugins: PluginSearch,
+}
+
+impl ConfigSource {
+    /// Loads and validates config.d, expanding `${VAR}` from the environment.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        config::load(&self.dir, &|name| std::env::var(name).ok(), &self.plugins)
+    }
+}
+
+/// How `app::run` reloads its config.
+pub struct Reloading {
+    /// config.d.
+    pub source: ConfigSource,
+    /// Each item asks for a reload now (SIGHUP in `sinkhost run`).
+    pub requests: BoxStream<'static, ()>,
+    /// Also reload when config.d (or a plugin file it uses) changes.
+    pub watch: bool,
+}
+
+/// SHA-256 of a plugin file's content.
+pub type Digest = [u8; 32];
+
+/// The digest of every plugin file `config` uses. Reading is what can fail:
+/// the file existed when config.d was validated but may have gone since.
+pub fn digests(config: &Config) -> Result<HashMap<PathBuf, Digest>, Box<PrepareError>> {
+    let mut digests = HashMap::new();
+    for sub in &config.subscriptions {
+        if digests.contains_key(&sub.plugin.path) {
+            continue;
+        }
+        let bytes = std::fs::read(&sub.plugin.path).map_err(|e| {
+            Box::new(PrepareError {
+                subscription: Some(sub.clone()),
+                error: crate::plugin::PluginError::Load {
+                    path: sub.plugin.path.clone(),
+                    message: e.to_string(),
+                },
+            })
+        })?;
+        digests.insert(sub.plugin.path.clone(), Sha256::digest(&bytes).into());
+    }
+    Ok(digests)
+}
+
+/// A subscription as it runs now.
+#[derive(Debug, Clone, Copy)]
+pub struct Running<'a> {
+    /// Its validated config.
+    pub sub: &'a Subscription,
+    /// The digest of the plugin file it was compiled from.
+    pub digest: &'a Digest,
+    /// The stream it reads.
+    pub stream: &'a str,
+}
+
+/// Why a subscription is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// A key of its entry in config.d changed.
+    Config,
+    /// Its plugin file's content changed.
+    PluginFile,
+    /// The `stream:` block now names another stream.
+    Stream,
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Why::Config => "config changed",
+            Why::PluginFile => "plugin file changed",
+            Why::Stream => "stream changed",
+        })
+    }
+}
+
+/// What a reload changes, by subscription name; each list in config order
+/// (`removed` in the order they ran).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// In the new config only.
+    pub added: Vec<String>,
+    /// In the running config only.
+    pub removed: Vec<String>,
+    /// In both, but different.
+    pub restarted: Vec<(String, Why)>,
+    /// In both, the same.
+    pub unchanged: Vec<String>,
+    /// Plugin files whose compiled component must not be reused: none of the
+    /// running subscriptions uses this content of the file.
+    pub recompile: Vec<PathBuf>,
+}
+
+impl Plan {
+    /// The subscriptions to stop: removed and restarted.
+    pub fn stopping(&self) -> impl Iterator<Item = &str> {
+        self.removed
+            .iter()
+            .map(String::as_str)
+            .chain(self.restarted.iter().map(|(name, _)| name.as_str()))
+    }
+
+    /// The subscriptions of `config` to prepare and start: added and restarted.
+    pub fn starting<'c>(&self, config: &'c Config) -> Vec<&'c Subscription> {
+        config
+            .subscriptions
+            .iter()
+            .filter(|sub| {
+                self.added.contains(&sub.name)
+                    || self.restarted.iter().any(|(name, _)| *name == sub.name)
+            })
+            .collect()
+    }
+
+    /// One line for the log: `added: a; removed: -; restarted: b (config changed); unchanged: c`.
+    pub fn summary(&self) -> String {
+        let list = |names: Vec<String>| {
+            if names.is_empty() {
+                "-".to_owned()
+            } else {
+                names.join(", ")
+            }
+        };
+        let restarted = self
+            .restarted
+            .iter()
+            .map(|(name, why)| format!("{name} ({why})"))
+            .collect();
+        format!(
+            "added: {}; removed: {}; restarted: {}; unchanged: {}",
+            list(self.added.clone()),
+            list(self.removed.clone()),
+            list(restarted),
+            list(self.unchanged.clone())
+        )
+    }
+}
+
+/// Compares the new `config` (with its plugin files' `digests`) with what runs.
+pub fn plan<'a>(
+    running: impl IntoIterator<Item = Running<'a>>,
+    config: &Config,
+    digests: &HashMap<PathBuf, Digest>,
+) -> Plan {
+    let running: Vec<Running<'a>> = running.into_iter().collect();
+    let by_name: BTreeMap<&str, &Running<'a>> =
+        running.iter().map(|r| (r.sub.name.as_str(), r)).collect();
+    let mut plan = Plan::default();
+    for sub in &config.subscriptions {
+        let digest = digests.get(&sub.plugin.path);
+        let Some(current) = by_name.get(sub.name.as_str()) else {
+            plan.added.push(sub.name.clone());
+            continue;
+        };
+        let why = if !same_entry(current.sub, sub) {
+            Some(Why::Config)
+        } else if digest != Some(current.digest) {
+            Some(Why::PluginFile)
+        } else if config
+            .stream
+            .as_ref()
+            .is_some_and(|stream| stream.name != current.stream)
+        {
+            Some(Why::Stream)
+        } else {
+            None
+        };
+        match why {
+            Some(why) => plan.restarted.push((sub.name.clone(), why)),
+            None => plan.unchanged.push(sub.name.clone()),
+        }
+    }
+    plan.removed = running
+        .iter()
+        .filter(|r| config.subscription(&r.sub.name).is_none())
+        .map(|r| r.sub.name.clone())
+        .collect();
+    let mut paths: Vec<&PathBuf> = config
+        .subscriptions
+        .iter()
+        .map(|s| &s.plugin.path)
+        .collect();
+    paths.sort();
+    paths.dedup();
+    plan.recompile = paths
+        .into_iter()
+        .filter(|path| {
+            !running
+                .iter()
+                .any(|r| r.sub.plugin.path == **path && Some(r.digest) == digests.get(*path))
+        })
+        .cloned()
+        .collect();
+    plan
+}
+
+/// True when two entries configure the same thing: every validated key is
+/// equal; only where the entry is written (`origin`) may differ, so a line
+/// added above it restarts nothing.
+fn same_entry(running: &Subscription, new: &Subscription) -> bool {
+    let placed_alike = Subscription {
+        origin: running.origin.clone(),
+        ..new.clone()
+    };
+    *running == placed_alike
+}
+
+/// Why a reload was rejected. The running config is untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// config.d does not validate (the message `sinkhost check` prints).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A changed subscription's plugin does not load or its `init` fails
+    /// (the message `sinkhost check` prints).
+    #[error(transparent)]
+    Plugin(#[from] Box<PrepareError>),
+    /// The change cannot be applied (instance capacity, stream setup).
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+impl From<PrepareError> for ReloadError {
+    fn from(error: PrepareError) -> Self {
+        ReloadError::Plugin(Box::new(error))
+    }
+}
+
+/// Logs and counts the result of one reload.
+pub fn report(result: &Result<Plan, ReloadError>) {
+    match result {
+        Ok(plan) => {
+            crate::metrics::config_reload("applied");
+            tracing::info!(
+                added = %plan.added.join(","),
+                removed = %plan.removed.join(","),
+                restarted = %plan.restarted.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(","),
+                unchanged = %plan.unchanged.join(","),
+                "config reloaded: {}",
+                plan.summary()
+            );
+        }
+        Err(error) => {
+            crate::metrics::config_reload("rejected");
+            tracing::error!(
+                error = %error,
+                "config reload rejected; the running config is unchanged"
+            );
+        }
+    }
+}
+
+/// What the watcher compares: each file's path, size and modification time
+/// (`None` when it cannot be read).
+type Fingerprint = Vec<(PathBuf, Option<(u64, Option<SystemTime>)>)>;
+
+/// Notices changes to config.d (every file directly in it that is not hidden)
+/// and to the plugin files the running config uses.
+#[derive(Debug)]
+pub struct Watcher {
+    dir: PathBuf,
+    seen: Fingerprint,
+    changed_at: Option<tokio::time::Instant>,
+}
+
+impl Watcher {
+    /// Starts from config.d as it is now.
+    pub fn new(dir: &Path, plugin_files: &[PathBuf]) -> Self {
+        Watcher {
+            dir: dir.to_owned(),
+            seen: fingerprint(dir, plugin_files),
+            changed_at: None,
+        }
+    }
+
+    /// Takes config.d as it is now as seen, after a reload read it: a change
+    /// that reload already picked up does not ask for another one.
+    pub fn rebase(&mut self, plugin_files: &[PathBuf]) {
+        self.seen = fingerprint(&self.dir, plugin_files);
+        self.changed_at = None;
+    }
+
+    /// Resolves once something changed and then stayed unchanged for
+    /// [`DEBOUNCE`]. Cancel-safe: what it saw is kept in `self`.
+    pub async fn settled(&mut self, plugin_files: &[PathBuf]) {
+        loop {
+            tokio::time::sleep(POLL).await;
+            let now = fingerprint(&self.dir, plugin_files);
+            if now != self.seen {
+                self.seen = now;
+                self.changed_at = Some(tokio::time::Instant::now());
+            } else if self.changed_at.is_some_and(|at| at.elapsed() >= DEBOUNCE) {
+                self.changed_at = None;
+                return;
+            }
+        }
+    }
+}
+
+/// A few `stat`s; small enough to run on the async thread.
+fn fingerprint(dir: &Path, plugin_files: &[PathBuf]) -> Fingerprint {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| !entry.file_name().as_encoded_bytes().starts_with(b"."))
+        .map(|entry| entry.path())
+        .collect();
+    paths.extend(plugin_files.iter().cloned());
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .map(|path| {
+            // `metadata` follows symlinks: a swapped target shows as a change.
+            let stat = std::fs::metadata(&path)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok()));
+            (path, stat)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config.d in a temporary directory, loaded the way `run` loads it.
+    struct Dir(tempfile::TempDir);
+
+    impl Dir {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("p.wasm"), "").unwrap();
+            Dir(dir)
+        }
+
+        /// config.d with `stream` and one subscription per `(name, url)`,
+        /// after `blank_lines` empty lines.
+        fn config(&self, stream: &str, subs: &[(&str, &str)], blank_lines: usize) -> Config {
+            let mut yaml = "\n".repeat(blank_lines);
+            yaml.push_str(&format!(
+                "stream:\n  name: {stream}\n  subjects: [\">\"]\nsubscriptions:\n"
+            ));
+            for (name, url) in subs {
+                yaml.push_str(&format!(
+                    "  - name: {name}\n    subject: {name}.x\n    consumer: {name}-c\n    plugin: ./p.wasm\n    webhook: {{url: \"{url}\"}}\n"
+                ));
+            }
+            std::fs::write(self.0.path().join("10.yml"), yaml).unwrap();
+            ConfigSource {
+                dir: self.0.path().to_owned(),
+                plugins: PluginSearch::default(),
+            }
+            .load()
+            .unwrap()
+        }
+
+        fn plugin(&self) -> PathBuf {
+            self.0.path().join("p.wasm")
+        }
+    }
+
+    const OLD: Digest = [1; 32];
+    const NEW: Digest = [2; 32];
+
+    fn plan_from(
+        running: &Config,
+        digest: Digest,
+        new: &Config,
+        digests: &HashMap<PathBuf, Digest>,
+    ) -> Plan {
+        let stream = running.stream.as_ref().unwrap().name.clone();
+        plan(
+            running.subscriptions.iter().map(|sub| Running {
+                sub,
+                digest: &digest,
+                stream: &stream,
+            }),
+            new,
+            digests,
+        )
+    }
+
+    #[test]
+    fn only_what_differs_is_restarted_added_or_removed() {
+        let dir = Dir::new();
+        let digests = HashMap::from([(dir.plugin(), OLD)]);
+        let running = dir.config(
+            "s",
+            &[
+                ("a", "http://h/a"),
+                ("b", "http://h/b"),
+                ("gone", "http://h/g"),
+            ],
+            0,
+        );
+        // Moved down by two lines: `origin` differs, nothing else.
+        let new = dir.config(
+            "s",
+            &[
+                ("a", "http://h/a"),
+                ("b", "http://h/other"),
+                ("fresh", "http://h/f"),
+            ],
+            2,
+        );
+        assert_ne!(running.subscriptions[0].origin, new.subscriptions[0].origin);
+        let plan = plan_from(&running, OLD, &new, &digests);
+        assert_eq!(plan.unchanged, ["a"]);
+        assert_eq!(plan.restarted, [("b".to_owned(), Why::Config)]);
+        assert_eq!(plan.added, ["fresh"]);
+        assert_eq!(plan.removed, ["gone"]);
+        assert!(plan.recompile.is_empty(), "{:?}", plan.recompile);
+        let starting: Vec<&str> = plan
+            .starting(&new)
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(starting, ["b", "fresh"]);
+        assert_eq!(plan.stopping().collect::<Vec<_>>(), ["gone", "b"]);
+        assert_eq!(
+            plan.summary(),
+            "added: fresh; removed: gone; restarted: b (config changed); unchanged: a"
+        );
+    }
+
+    #[test]
+    fn a_changed_plugin_file_restarts_its_users_and_is_recompiled() {
+        let dir = Dir::new();
+        let config = dir.config("s", &[("a", "http://h/a")], 0);
+        let plan = plan_from(&config, OLD, &config, &HashMap::from([(dir.plugin(), NEW)]));
+        assert_eq!(plan.restarted, [("a".to_owned(), Why::PluginFile)]);
+        assert_eq!(plan.recompile, [dir.plugin()]);
+    }
+
+    #[test]
+    fn another_stream_restarts_every_subscription_on_the_old_one() {
+        let dir = Dir::new();
+        let digests = HashMap::from([(dir.plugin(), OLD)]);
+        let running = dir.config("s", &[("a", "http://h/a")], 0);
+        let new = dir.config("t", &[("a", "http://h/a")], 0);
+        let plan = plan_from(&running, OLD, &new, &digests);
+        assert_eq!(plan.restarted, [("a".to_owned(), Why::Stream)]);
+    }
+
+    #[test]
+    fn digests_are_of_the_content() {
+        let dir = Dir::new();
+        let config = dir.config("s", &[("a", "http://h/a")], 0);
+        let empty = digests(&config).unwrap()[&dir.plugin()];
+        std::fs::write(dir.plugin(), "other").unwrap();
+        assert_ne!(digests(&config).unwrap()[&dir.plugin()], empty);
+    }
+
+    #[test]
+    fn the_watcher_sees_new_changed_and_removed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("10.yml"), "a").unwrap();
+        std::fs::write(dir.path().join(".hidden.swp"), "x").unwrap();
+        let base = fingerprint(dir.path(), &[]);
+        assert_eq!(base.len(), 1, "hidden files are ignored: {base:?}");
+        std::fs::write(dir.path().join(".hidden.swp"), "xy").unwrap();
+        assert_eq!(fingerprint(dir.path(), &[]), base);
+        std::fs::write(dir.path().join("10.yml"), "ab").unwrap();
+        let changed = fingerprint(dir.path(), &[]);
+        assert_ne!(changed, base);
+        std::fs::write(dir.path().join("20.yml"), "b").unwrap();
+        assert_ne!(fingerprint(dir.path(), &[]), changed);
+        std::fs::remove_file(dir.path().join("20.yml")).unwrap();
+        assert_eq!(fingerprint(dir.path(), &[]), changed);
+        let outside = dir.path().join("sub/x.wasm");
+        assert_eq!(
+            fingerprint(dir.path(), std::slice::from_ref(&outside)).len(),
+            2
+        );
+    }
+}

@@ -1,0 +1,441 @@
+//! The supervisor: one running entry per subscription, started, stopped and
+//! replaced one at a time.
+//!
+//! An entry is a subscription's fetch loop (`bus::consume`) with its own
+//! stop-fetching and abort tokens and its own tracker of in-flight deliveries,
+//! so one subscription can be drained and replaced while the others keep
+//! delivering. Stopping an entry is what shutdown does to all of them: stop
+//! fetching (the loop returns the messages it fetched but did not start), let
+//! in-flight deliveries finish, nak what is still running after a grace.
+//!
+//! The supervisor applies a [`reload::Plan`] that `reload` worked out and
+//! `app` validated; it does not decide what changed and does not deliver.
+//! It owns the one plugin [`Runtime`] of the process, sized once at start
+//! (see [`instance_capacity`]): a reload that would need more plugin
+//! instances than that is refused with [`ApplyError::Capacity`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::Prepared;
+use crate::bus::{self, BusError, Subscriber};
+use crate::config::{Config, StreamConfig, Subscription};
+use crate::deadletter::{self, DeadLetterError};
+use crate::metrics;
+use crate::plugin::{Limits, PluginError, Runtime};
+use crate::reload::{self, Digest, Plan, Running};
+use crate::server::Health;
+
+/// Plugin instances the process makes room for: what config.d needs at start
+/// plus as much again (at least 1024, at most 4096 more), so a reload may add
+/// subscriptions or replace all of them. The pool reserves address space, not
+/// memory: about 8 GiB per instance (two 4 GiB memory slots), which is why the
+/// headroom is capped.
+pub fn instance_capacity(config: &Config) -> usize {
+    let at_start = needed_instances(&config.subscriptions);
+    at_start + at_start.clamp(1024, 4096) + 16
+}
+
+/// The process's plugin runtime, with room for [`instance_capacity`] instances.
+pub fn runtime(config: &Config) -> Result<Runtime, PluginError> {
+    let capacity = instance_capacity(config);
+    Runtime::new(
+        Limits::default(),
+        u32::try_from(capacity).unwrap_or(u32::MAX),
+    )
+}
+
+/// The most instances `subs` can hold at once: one per delivery in flight.
+fn needed_instances<'a>(subs: impl IntoIterator<Item = &'a Subscription>) -> usize {
+    subs.into_iter().map(|s| s.max_concurrency).sum()
+}
+
+/// Why a validated config cannot be applied. Nothing has been stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// More plugin instances than the process made room for at start.
+    #[error(
+        "config.d needs room for {needed} plugin instances during this reload (max_concurrency of every subscription, plus the subscriptions being replaced), but this process made room for {capacity} at start; restart sinkhost to apply it"
+    )]
+    Capacity {
+        /// Instances the reload needs.
+        needed: usize,
+        /// Instances the process has room for.
+        capacity: usize,
+    },
+    /// A stream could not be created, updated or found.
+    #[error("{context}: {error}")]
+    Stream {
+        /// The config entry it was for (`file:line: stream NAME`).
+        context: String,
+        /// What NATS said.
+        error: BusError,
+    },
+    /// The dead-letter stream could not be created.
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
+}
+
+/// Everything the process runs.
+pub struct Supervisor {
+    js: jetstream::Context,
+    runtime: Runtime,
+    capacity: usize,
+    /// Parent of every entry's stop-fetching token: shutdown stops all at once.
+    stop: CancellationToken,
+    health: Arc<Health>,
+    stream: Option<StreamConfig>,
+    dead_letter_streams: BTreeSet<String>,
+    /// In config order.
+    entries: Vec<Entry>,
+}
+
+/// One running subscription.
+struct Entry {
+    subscriber: Arc<Subscriber>,
+    digest: Digest,
+    stop_fetching: CancellationToken,
+    abort: CancellationToken,
+    in_flight: TaskTracker,
+    fetch_loop: JoinHandle<()>,
+}
+
+impl Supervisor {
+    /// Sets up streams and consumers for `prepared` (all of `config`, compiled
+    /// with `runtime`, made by [`runtime`]) and starts consuming. A NATS error here fails the start.
+    pub async fn start(
+        js: jetstream::Context,
+        runtime: Runtime,
+        config: Config,
+        prepared: Vec<Prepared>,
+        digests: &HashMap<PathBuf, Digest>,
+        health: Arc<Health>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let mut supervisor = Supervisor {
+            js,
+            runtime,
+            capacity: instance_capacity(&config),
+            stop,
+            health,
+            stream: None,
+            dead_letter_streams: BTreeSet::new(),
+            entries: Vec::new(),
+        };
+        supervisor.ensure_stream(config.stream.as_ref()).await?;
+        let subscribers = supervisor
+            .subscribers(config.stream.as_ref(), prepared)
+            .await?;
+        // Every consumer is set up before any starts: one that fails fails
+        // the start before a single message is taken.
+        let mut consumers = Vec::new();
+        for subscriber in &subscribers {
+            let sub = &subscriber.sub;
+            let consumer = bus::ensure_consumer(&supervisor.js, &subscriber.stream, sub)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: subscription {}: {e}", sub.origin, sub.name))?;
+            consumers.push(consumer);
+        }
+        for (subscriber, consumer) in subscribers.into_iter().zip(consumers) {
+            let digest = digests[&subscriber.sub.plugin.path];
+            let entry = supervisor.spawn(subscriber, digest, Some(consumer));
+            supervisor.entries.push(entry);
+        }
+        supervisor.stream = config.stream;
+        supervisor.publish_health();
+        Ok(supervisor)
+    }
+
+    /// Placeholder flags for `/healthz` before NATS is reached: every
+    /// subscription of `config`, not consuming yet.
+    pub fn starting_health(config: &Config) -> Vec<(String, Arc<AtomicBool>)> {
+        config
+            .subscriptions
+            .iter()
+            .map(|sub| {
+                metrics::consuming(&sub.name, false);
+                (sub.name.clone(), Arc::new(AtomicBool::new(false)))
+            })
+            .collect()
+    }
+
+    /// The plugin runtime, to compile a reload's changed plugins.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The plugin files the running subscriptions were compiled from.
+    pub fn plugin_files(&self) -> Vec<PathBuf> {
+        self.entries
+            .iter()
+            .map(|e| e.subscriber.sub.plugin.path.clone())
+            .collect()
+    }
+
+    /// What changes if `config` (with its plugin files' `digests`) replaces the
+    /// running config; refuses a plan the instance pool cannot hold. Forgets
+    /// the compiled plugins the plan recompiles.
+    pub fn plan(
+        &self,
+        config: &Config,
+        digests: &HashMap<PathBuf, Digest>,
+    ) -> Result<Plan, ApplyError> {
+        let plan = reload::plan(
+            self.entries.iter().map(|e| Running {
+                sub: &e.subscriber.sub,
+                digest: &e.digest,
+                stream: &e.subscriber.stream,
+            }),
+            config,
+            digests,
+        );
+        let stopping: BTreeSet<&str> = plan.stopping().collect();
+        let needed = needed_instances(&config.subscriptions)
+            + needed_instances(
+                self.entries
+                    .iter()
+                    .map(|e| &e.subscriber.sub)
+                    .filter(|sub| stopping.contains(sub.name.as_str())),
+            );
+        if needed > self.capacity {
+            return Err(ApplyError::Capacity {
+                needed,
+                capacity: self.capacity,
+            });
+        }
+        for path in &plan.recompile {
+            self.runtime.forget(path);
+        }
+        Ok(plan)
+    }
+
+    /// Applies `plan`: sets up streams (a failure here changes nothing), then
+    /// stops the removed and restarted subscriptions, waiting for their
+    /// in-flight deliveries, then starts `prepared` (the added and restarted
+    /// ones). Unchanged subscriptions are not touched.
+    pub async fn apply(
+        &mut self,
+        config: Config,
+        plan: &Plan,
+        prepared: Vec<Prepared>,
+        digests: &HashMap<PathBuf, Digest>,
+    ) -> Result<(), ApplyError> {
+        if config.stream != self.stream {
+            self.ensure_stream(config.stream.as_ref()).await?;
+        }
+        let subscribers = self.subscribers(config.stream.as_ref(), prepared).await?;
+
+        let stopping: BTreeSet<&str> = plan.stopping().collect();
+        let (stop, keep): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.entries)
+            .into_iter()
+            .partition(|e| stopping.contains(e.subscriber.sub.name.as_str()));
+        self.entries = keep;
+        futures::future::join_all(stop.into_iter().map(|entry| {
+            let grace = grace(std::iter::once(&entry.subscriber.sub));
+            entry.stop(grace, true)
+        }))
+        .await;
+
+        for subscriber in subscribers {
+            let digest = digests[&subscriber.sub.plugin.path];
+            let entry = self.spawn(subscriber, digest, None);
+            self.entries.push(entry);
+        }
+        self.entries.sort_by_key(|e| {
+            config
+                .subscriptions
+                .iter()
+                .position(|s| s.name == e.subscriber.sub.name)
+        });
+        self.stream = config.stream;
+        self.publish_health();
+        Ok(())
+    }
+
+    /// Stops every subscription: stop fetching, let in-flight deliveries
+    /// finish for up to the longest `timeout` + 2 s (never past the shortest
+    /// `ack_wait`), nak the rest.
+    pub async fn shutdown(self) {
+        let grace = grace(self.entries.iter().map(|e| &e.subscriber.sub));
+        self.stop.cancel();
+        futures::future::join_all(self.entries.into_iter().map(|e| e.stop(grace, false))).await;
+    }
+
+    async fn ensure_stream(&mut self, stream: Option<&StreamConfig>) -> Result<(), ApplyError> {
+        if let Some(stream) = stream {
+            bus::ensure_stream(&self.js, stream)
+                .await
+                .map_err(|error| ApplyError::Stream {
+                    context: format!("{}: stream {}", stream.origin, stream.name),
+                    error,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Finds each subscription's stream and makes sure its dead-letter stream
+    /// exists.
+    async fn subscribers(
+        &mut self,
+        stream: Option<&StreamConfig>,
+        prepared: Vec<Prepared>,
+    ) -> Result<Vec<Arc<Subscriber>>, ApplyError> {
+        let storage = stream.map_or(jetstream::stream::StorageType::File, |s| {
+            bus::storage_type(s.storage)
+        });
+        let mut subscribers = Vec::new();
+        for Prepared { sub, sink } in prepared {
+            let name =
+                match stream {
+                    Some(stream) => stream.name.clone(),
+                    None => bus::find_stream(&self.js, &sub).await.map_err(|error| {
+                        ApplyError::Stream {
+                            context: format!("{}: subscription {}", sub.origin, sub.name),
+                            error,
+                        }
+                    })?,
+                };
+            if !self.dead_letter_streams.contains(&name) {
+                deadletter::ensure_stream(&self.js, &name, storage).await?;
+                self.dead_letter_streams.insert(name.clone());
+            }
+            subscribers.push(Arc::new(Subscriber {
+                sub,
+                stream: name,
+                sink,
+                js: self.js.clone(),
+                consuming: Arc::new(AtomicBool::new(false)),
+            }));
+        }
+        Ok(subscribers)
+    }
+
+    /// Starts consuming; without a `consumer`, first creates or updates it,
+    /// retrying until it works or the entry is stopped.
+    fn spawn(
+        &self,
+        subscriber: Arc<Subscriber>,
+        digest: Digest,
+        consumer: Option<PullConsumer>,
+    ) -> Entry {
+        metrics::consuming(&subscriber.sub.name, false);
+        let stop_fetching = self.stop.child_token();
+        let abort = CancellationToken::new();
+        let in_flight = TaskTracker::new();
+        let fetch_loop = tokio::spawn({
+            let subscriber = subscriber.clone();
+            let stop_fetching = stop_fetching.clone();
+            let abort = abort.clone();
+            let in_flight = in_flight.clone();
+            async move {
+                let consumer = match consumer {
+                    Some(consumer) => consumer,
+                    None => match reconcile(&subscriber, &stop_fetching).await {
+                        Some(consumer) => consumer,
+                        None => return,
+                    },
+                };
+                bus::consume(subscriber, consumer, stop_fetching, abort, in_flight).await;
+            }
+        });
+        Entry {
+            subscriber,
+            digest,
+            stop_fetching,
+            abort,
+            in_flight,
+            fetch_loop,
+        }
+    }
+
+    fn publish_health(&self) {
+        self.health.set_subscriptions(
+            self.entries
+                .iter()
+                .map(|e| {
+                    (
+                        e.subscriber.sub.name.clone(),
+                        e.subscriber.consuming.clone(),
+                    )
+                })
+                .collect(),
+        );
+    }
+}
+
+/// Creates or updates the subscription's consumer; on failure logs and tries
+/// again every 5 s (`/healthz` says "starting" meanwhile). None once stopped.
+async fn reconcile(subscriber: &Subscriber, stop: &CancellationToken) -> Option<PullConsumer> {
+    let sub = &subscriber.sub;
+    loop {
+        let result = tokio::select! {
+            () = stop.cancelled() => return None,
+            result = bus::ensure_consumer(&subscriber.js, &subscriber.stream, sub) => result,
+        };
+        match result {
+            Ok(consumer) => return Some(consumer),
+            Err(e) => tracing::error!(
+                subscription = %sub.name,
+                error = format!("{}: subscription {}: {e}", sub.origin, sub.name),
+                "cannot set up the consumer; retrying in 5s"
+            ),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+impl Entry {
+    /// Stops fetching (returning fetched but unstarted messages), waits up to
+    /// `grace` for in-flight deliveries, then naks those still running.
+    /// `replaced`: the process goes on (a reload), so make sure NATS stops
+    /// sending to this loop; at shutdown closing the connection does that.
+    async fn stop(self, grace: Duration, replaced: bool) {
+        self.stop_fetching.cancel();
+        let _ = self.fetch_loop.await;
+        // The loop's pull request outlives it on the server until the server
+        // has processed the unsubscribe of its inbox; a message sent there
+        // meanwhile would wait out `ack_wait`. The server answers a request
+        // only after what the connection sent before it (a flush only writes),
+        // so after this round trip the next messages go to the replacement.
+        let round_trip = self.subscriber.js.query_account();
+        if replaced
+            && !matches!(
+                tokio::time::timeout(Duration::from_secs(5), round_trip).await,
+                Ok(Ok(_))
+            )
+        {
+            tracing::warn!(subscription = %self.subscriber.sub.name, "NATS did not confirm that the stopped fetch loop's pull request is gone");
+        }
+        self.in_flight.close();
+        if tokio::time::timeout(grace, self.in_flight.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                subscription = %self.subscriber.sub.name, grace = ?grace,
+                "in-flight deliveries still running; returning them to the stream"
+            );
+            self.abort.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.in_flight.wait()).await;
+        }
+    }
+}
+
+/// Waits as long as the slowest HTTP call of `subs`, but never past their
+/// shortest `ack_wait`, after which JetStream would redeliver anyway.
+fn grace<'a>(subs: impl Iterator<Item = &'a Subscription> + Clone) -> Duration {
+    let longest_call = subs.clone().map(|s| s.timeout).max().unwrap_or_default();
+    let shortest_ack_wait = subs.map(|s| s.ack_wait).min().unwrap_or_default();
+    (longest_call + Duration::from_secs(2)).min(shortest_ack_wait)
+}
