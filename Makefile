@@ -121,7 +121,7 @@ run: setup build
 # wasmtime for the tests; this way the host's tests reuse `make host`'s build.
 test: setup lint build examples dist
 	$(CARGO) test --release -p sinkhost
-	$(CARGO) test --release -p sinkhost-sdk $(addprefix -p ,$(PLUGINS) $(TEST_PLUGINS))
+	$(CARGO) test --release -p sinkhost-sdk -p sinkhost-trace-context $(addprefix -p ,$(PLUGINS) $(TEST_PLUGINS))
 
 # The fault suite with bigger numbers: 20,000 messages per test, plus the
 # #[ignore]d long variants (repeated SIGKILLs). Prints the figures of each run.

@@ -5,10 +5,12 @@
 //! trace to the log lines of its deliveries.
 //!
 //! Passing the headers on to the destination is the plugin's business (the
-//! Rust SDK's `http::deliver` does it); this module only reads them. It does
+//! Rust SDK's `http::deliver` does it); this module only reads them, with the
+//! same validity rule as the SDK (`sinkhost-trace-context`). It does
 //! not export spans anywhere.
 
 use async_nats::HeaderMap;
+use sinkhost_trace_context::is_valid_traceparent;
 
 /// The span one delivery runs in. `message_id` is recorded by the caller once
 /// it knows the id.
@@ -41,40 +43,6 @@ fn trace_id(headers: &HeaderMap) -> Option<&str> {
         return None;
     }
     Some(&parent[3..35])
-}
-
-/// Whether `value` is a `traceparent` the W3C spec lets a vendor forward:
-/// version `00` exactly, or a later version whose first 55 characters parse
-/// like version 00. The rule is the one `sinkhost_sdk::trace_context` applies
-/// before forwarding (the guest SDK is no host dependency), so the host logs a
-/// trace id exactly when the built-in plugins pass the trace on.
-fn is_valid_traceparent(value: &str) -> bool {
-    let b = value.as_bytes();
-    if b.len() < 55 || !b.iter().all(u8::is_ascii_graphic) {
-        return false;
-    }
-    let hex = |from: usize, to: usize| {
-        b[from..to]
-            .iter()
-            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
-    };
-    let zero = |from: usize, to: usize| b[from..to].iter().all(|&c| c == b'0');
-    let version = &b[0..2];
-    let rest_ok = match version {
-        b"00" => b.len() == 55,
-        _ => b.len() == 55 || b[55] == b'-',
-    };
-    hex(0, 2)
-        && version != b"ff"
-        && rest_ok
-        && b[2] == b'-'
-        && hex(3, 35)
-        && !zero(3, 35)
-        && b[35] == b'-'
-        && hex(36, 52)
-        && !zero(36, 52)
-        && b[52] == b'-'
-        && hex(53, 55)
 }
 
 #[cfg(test)]
