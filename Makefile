@@ -21,6 +21,10 @@ TEST_PLUGIN_DIR := target/release/test-plugins
 
 export NATS_SERVER_BIN := $(NATS)
 
+# Crates patched at the right depth (patches/README.md): every cargo command
+# needs them, since Cargo.toml's [patch.crates-io] points into target/patched/.
+PATCHED := $(patsubst patches/%.patch,target/patched/%/.sinkhost-patch,$(wildcard patches/*.patch))
+
 .PHONY: help setup build host plugins examples run test soak lint fmt bench clean
 
 help:
@@ -33,7 +37,10 @@ help:
 	@echo "make bench  - drain rate, bounds, latency, plugin cost, memory, ready time (BENCH.md)"
 	@echo "make setup  - install the wasm32-wasip2 target and nats-server (into .tools/)"
 
-setup: $(NATS) .tools/wasm-target
+setup: $(NATS) .tools/wasm-target $(PATCHED)
+
+target/patched/%/.sinkhost-patch: patches/%.patch scripts/patch-crates.sh
+	scripts/patch-crates.sh
 
 .tools/wasm-target:
 	rustup target add wasm32-wasip2
@@ -46,10 +53,10 @@ $(NATS): tests/requirements.txt
 
 build: host plugins
 
-host:
+host: $(PATCHED)
 	$(CARGO) build --release -p sinkhost
 
-plugins: .tools/wasm-target
+plugins: .tools/wasm-target $(PATCHED)
 	CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=true \
 	  $(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS) $(TEST_PLUGINS))
 	@mkdir -p $(PLUGIN_DIR) $(TEST_PLUGIN_DIR)
@@ -128,7 +135,7 @@ test: setup lint build examples dist
 soak: setup build
 	SINKHOST_SOAK=1 $(CARGO) test --release -p sinkhost --test faults -- --include-ignored --nocapture --test-threads 1
 
-lint: .tools/wasm-target
+lint: .tools/wasm-target $(PATCHED)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release --target wasm32-wasip2 -p sinkhost-sdk $(addprefix -p ,$(PLUGINS) $(TEST_PLUGINS)) -- -D warnings
@@ -151,6 +158,6 @@ clean:
 # 256): the config loader and `${VAR}` expansion. PROPTEST_CASES overrides.
 .PHONY: fuzz
 fuzz: PROPTEST_CASES ?= 100000
-fuzz:
+fuzz: $(PATCHED)
 	PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --release -p sinkhost --lib props
 	PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --release -p sinkhost --test config_props
