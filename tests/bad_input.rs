@@ -1,7 +1,8 @@
 //! Bad input through the default `http-webhook` plugin: empty, binary, non-JSON
-//! and near-limit payloads, odd header values and subjects at the wildcard edges.
-//! Each message is delivered as the envelope documents, or dead-lettered with a
-//! reason; none of them disturbs the host.
+//! and near-limit payloads, odd header values and subjects at the wildcard edges,
+//! and on the wire (raw `HPUB`) subjects and header blocks no client library
+//! would produce. Each message is delivered as the envelope documents, or
+//! dead-lettered with a reason; none of them disturbs the host or delays another.
 
 #[path = "common.rs"]
 mod common;
@@ -11,7 +12,9 @@ mod support;
 use std::time::Duration;
 
 use common::{stream_yaml, sub_yaml, wait_metric};
-use support::{ConfigDir, Host, NatsServer, Receiver, Recorded, Reply, dlq_messages, publish};
+use support::{
+    ConfigDir, Host, NatsServer, Receiver, Recorded, Reply, dlq_messages, publish, sinkhost_cli,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -153,19 +156,83 @@ async fn odd_payloads_headers_and_subjects_are_delivered_or_dead_lettered() {
     assert_eq!(all.count(), 6, "no message was delivered twice");
 }
 
-/// Header bytes that are not UTF-8 can only be sent below the client libraries,
-/// on the wire; the host must survive them and keep consuming.
-///
-/// Only survival is asserted, and that the other subscriptions keep flowing.
-/// The message itself is neither delivered nor dead-lettered today: async-nats
-/// cannot parse it, drops the connection and reconnects, and JetStream
-/// redelivers it after `ack_wait`, again and again. Messages of the *same*
-/// consumer that arrived in the same read are lost with the connection and
-/// redelivered after their `ack_wait`, which is why the message that must
-/// still arrive goes to another subscription here.
+/// Bytes no client library would produce, sent on the wire with a raw `HPUB`
+/// as any publisher may: a lone CR in a header value (it used to panic the NATS
+/// client), header or subject bytes that are not UTF-8, a header line without a
+/// colon, a header name with a space.
+struct Malformed {
+    subject: &'static [u8],
+    headers: &'static [u8],
+    /// What the dead letter's reason must say.
+    reason: &'static str,
+}
+
+const MALFORMED: [Malformed; 5] = [
+    Malformed {
+        subject: b"raw.cr",
+        headers: b"NATS/1.0\r\nX-Note: a\rb\r\n\r\n",
+        reason: "header X-Note: value contains a carriage return",
+    },
+    Malformed {
+        subject: b"raw.latin1",
+        headers: b"NATS/1.0\r\nX-Name: M\xfcller\r\n\r\n",
+        reason: "header block is not UTF-8 (byte 0xfc at offset 19)",
+    },
+    Malformed {
+        subject: b"raw.p\xffison",
+        headers: b"NATS/1.0\r\nX-A: 1\r\n\r\n",
+        reason: "subject is not UTF-8",
+    },
+    Malformed {
+        subject: b"raw.nocolon",
+        headers: b"NATS/1.0\r\nno colon here\r\n\r\n",
+        reason: "header line \"no colon here\" has no colon",
+    },
+    Malformed {
+        subject: b"raw.spacename",
+        headers: b"NATS/1.0\r\nX Name: v\r\n\r\n",
+        reason: "header name \"X Name\" is not a valid name",
+    },
+];
+
+/// Header blocks that are odd but readable: delivered as usual.
+fn readable() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        // An empty block (header length 0) carries nothing to lose.
+        ("empty", b"".to_vec()),
+        // Just under JetStream's 64 KiB limit on a message's header block.
+        (
+            "long",
+            format!(
+                "NATS/1.0\r\nNats-Msg-Id: long\r\nX-Long: {}\r\n\r\n",
+                "v".repeat((64 << 10) - 64)
+            )
+            .into_bytes(),
+        ),
+        (
+            "control",
+            b"NATS/1.0\r\nNats-Msg-Id: control\r\nX-Ctl: a\x01\x1b\x7fb\r\n\r\n".to_vec(),
+        ),
+        (
+            "bare-lf",
+            b"NATS/1.0\r\nNats-Msg-Id: bare-lf\nX-B: 2\r\n\r\n".to_vec(),
+        ),
+    ]
+}
+
+/// The payload every raw message carries: not UTF-8, with a NUL and CR LF.
+const PAYLOAD: &[u8] = b"{\"raw\": 1}\x00\xff\r\nend";
+
+/// Malformed messages cost nothing to the others: the next message of the
+/// same subscription (whose `ack_wait` is 120 s, longer than any wait here)
+/// and of another one arrive, the malformed ones are dead-lettered byte for
+/// byte with a reason naming what is wrong and settled (nothing left for
+/// redelivery), and the readable odd ones are delivered. `dlq list` shows the
+/// dead letters; `dlq replay` keeps them and says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn header_bytes_that_are_not_utf8_do_not_stop_the_host() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+async fn malformed_messages_are_dead_lettered_and_nothing_else_waits() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
 
     let nats = NatsServer::start();
     let raw = Receiver::ok().await;
@@ -176,60 +243,178 @@ async fn header_bytes_that_are_not_utf8_do_not_stop_the_host() {
             "{}subscriptions:\n{}{}",
             stream_yaml("raw_s", &["raw.>", "other.>"]),
             sub_yaml("raw", "raw.>", &raw.url("/raw"), ""),
-            sub_yaml(
-                "other",
-                "other.>",
-                &other.url("/other"),
-                "    timeout: \"1s\"\n    ack_wait: \"3s\""
-            ),
+            sub_yaml("other", "other.>", &other.url("/other"), ""),
         ),
     );
     let host = Host::start(config.path(), &nats.url(), &[]).await;
     host.wait_healthy(WAIT).await;
 
-    let mut headers = b"NATS/1.0\r\nNats-Msg-Id: rawbin\r\nX-Bin: \xff\xfe\x80ok\r\n\r\n".to_vec();
-    let payload = b"{\"raw\": 1}";
-    let mut wire = format!(
-        "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true}}\r\nHPUB raw.bin {} {}\r\n",
-        headers.len(),
-        headers.len() + payload.len()
-    )
-    .into_bytes();
-    wire.append(&mut headers);
-    wire.extend_from_slice(payload);
-    wire.extend_from_slice(b"\r\nPING\r\n");
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", nats.port()))
-        .await
-        .expect("connecting to nats-server");
-    socket.write_all(&wire).await.expect("writing HPUB");
-    let mut seen = Vec::new();
-    let mut buf = [0_u8; 1024];
-    while !String::from_utf8_lossy(&seen).contains("PONG") {
-        let n = tokio::time::timeout(WAIT, socket.read(&mut buf))
-            .await
-            .expect("nats-server answers")
-            .expect("reading from nats-server");
-        assert!(
-            n > 0,
-            "nats-server closed: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
-    assert!(
-        !String::from_utf8_lossy(&seen).contains("-ERR"),
-        "{}",
-        String::from_utf8_lossy(&seen)
+    let readable = readable();
+    let mut frames: Vec<(&[u8], &[u8], &[u8])> = MALFORMED
+        .iter()
+        .map(|m| (m.subject, m.headers, PAYLOAD))
+        .collect();
+    frames.extend(
+        readable
+            .iter()
+            .map(|(_, block)| (&b"raw.readable"[..], block.as_slice(), PAYLOAD)),
     );
-
+    nats.publish_raw(&frames).await;
     let js = nats.jetstream().await;
-    publish(&js, "other.after", "{}", &[("Nats-Msg-Id", "after")]).await;
+    publish(&js, "raw.after", "{}", &[("Nats-Msg-Id", "raw-after")]).await;
+    publish(&js, "other.after", "{}", &[("Nats-Msg-Id", "other-after")]).await;
+
+    // The readable ones and the next message of the same subscription, none
+    // after a whole ack_wait.
+    let got = raw.wait_for(readable.len() + 1, WAIT).await;
+    let mut keys: Vec<String> = got
+        .iter()
+        .map(|r| r.idempotency_key().unwrap_or_default().to_owned())
+        .collect();
+    keys.sort();
+    let empty_id = format!("nats-msg-{}", MALFORMED.len() + 1);
+    let mut expected = vec!["bare-lf", "control", "long", "raw-after", empty_id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(keys, expected);
+    let barelf = got
+        .iter()
+        .find(|r| r.idempotency_key() == Some("bare-lf"))
+        .expect("bare-lf");
+    assert_eq!(barelf.json()["data_base64"], BASE64.encode(PAYLOAD));
     other
         .wait_until(
-            |reqs| reqs.iter().any(|r| r.idempotency_key() == Some("after")),
+            |reqs| {
+                reqs.iter()
+                    .any(|r| r.idempotency_key() == Some("other-after"))
+            },
             WAIT,
         )
         .await;
+
+    // Each malformed one is dead-lettered as it arrived.
+    wait_metric(
+        &host,
+        "sinkhost_dead_letters_total{subscription=\"raw\"}",
+        MALFORMED.len() as f64,
+        WAIT,
+    )
+    .await;
+    let letters = dlq_messages(&js, "raw_s").await;
+    assert_eq!(letters.len(), MALFORMED.len(), "only the malformed ones");
+    let decoded = |letter: &support::StoredMessage, name| {
+        BASE64
+            .decode(letter.header(name).unwrap_or_default())
+            .expect("base64")
+    };
+    for sent in &MALFORMED {
+        // Dead-lettered concurrently, so in any order.
+        let letter = letters
+            .iter()
+            .find(|l| decoded(l, "Sinkhost-Raw-Subject") == sent.subject)
+            .unwrap_or_else(|| panic!("no dead letter for {:?}", sent.subject));
+        assert_eq!(&letter.payload[..], PAYLOAD, "payload byte for byte");
+        assert_eq!(decoded(letter, "Sinkhost-Raw-Headers"), sent.headers);
+        assert_eq!(
+            letter.header("Sinkhost-Last-Error"),
+            Some(format!("malformed message: {}", sent.reason).as_str())
+        );
+        assert_eq!(
+            letter.header("Sinkhost-Original-Subject"),
+            Some(String::from_utf8_lossy(sent.subject).as_ref())
+        );
+        assert_eq!(letter.header("Sinkhost-Attempts"), Some("0"));
+    }
+    assert_eq!(
+        raw.count(),
+        readable.len() + 1,
+        "no plugin saw a malformed one"
+    );
+
+    // Settled: nothing of `raw` waits for a redelivery.
+    let mut consumer = js
+        .get_stream("raw_s")
+        .await
+        .expect("stream")
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("raw-consumer")
+        .await
+        .expect("consumer");
+    let info = consumer.info().await.expect("consumer info");
+    assert_eq!(
+        (info.num_ack_pending, info.num_redelivered),
+        (0, 0),
+        "{info:?}"
+    );
+
+    // What an operator sees, and what a replay does with them.
+    let dir = config.path().display().to_string();
+    let list = sinkhost_cli(
+        &["dlq", "list", "--config-dir", &dir, "--subscription", "raw"],
+        &nats.url(),
+        &[],
+        WAIT,
+    )
+    .await;
+    assert!(list.status.success(), "{list:?}");
+    for sent in &MALFORMED {
+        assert!(list.stdout.contains(sent.reason), "{}", list.stdout);
+    }
+    let json = sinkhost_cli(
+        &["dlq", "list", "--config-dir", &dir, "--json"],
+        &nats.url(),
+        &[],
+        WAIT,
+    )
+    .await;
+    let listed: Vec<serde_json::Value> = json
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(listed.len(), MALFORMED.len(), "{}", json.stdout);
+    let cr = BASE64.encode(MALFORMED[0].subject);
+    let listed_cr = listed
+        .iter()
+        .find(|l| l["raw_subject"].as_str() == Some(cr.as_str()))
+        .expect("the lone-CR letter in --json");
+    assert_eq!(
+        listed_cr["raw_headers"].as_str(),
+        Some(BASE64.encode(MALFORMED[0].headers).as_str())
+    );
+    let replay = sinkhost_cli(
+        &[
+            "dlq",
+            "replay",
+            "--config-dir",
+            &dir,
+            "--subscription",
+            "raw",
+        ],
+        &nats.url(),
+        &[],
+        WAIT,
+    )
+    .await;
+    assert_eq!(replay.status.code(), Some(1), "{replay:?}");
+    assert!(
+        replay.stdout.contains("kept: not replayed: malformed message: header X-Note: value contains a carriage return; its raw subject and headers are in Sinkhost-Raw-Subject and Sinkhost-Raw-Headers"),
+        "{}",
+        replay.stdout
+    );
+    assert!(
+        replay
+            .stdout
+            .contains("replayed 0, delivered 0, still failing 0, malformed (kept) 5"),
+        "{}",
+        replay.stdout
+    );
+    assert_eq!(dlq_messages(&js, "raw_s").await.len(), MALFORMED.len());
+    assert_eq!(raw.count(), readable.len() + 1);
+
     host.wait_healthy(WAIT).await;
     assert!(host.exit_status().is_none(), "the host is still running");
+    assert!(
+        !host.logs().iter().any(|l| l.contains("panicked")),
+        "{}",
+        host.logs().join("\n")
+    );
 }

@@ -514,6 +514,21 @@ async fn deliver_in_span(
     let id = message_id(message.headers.as_ref(), sequence);
     tracing::Span::current().record("message_id", id.as_str());
     let policy = subscriber.policy();
+    if let Some(malformed) = &message.malformed {
+        // Bytes no client library would produce: no plugin is handed a
+        // guess at them. The dead letter keeps them as they arrived.
+        let reason = format!("malformed message: {}", malformed.reason);
+        metrics::delivery(&sub.name, "malformed", Duration::ZERO);
+        if !dead_letter(&subscriber, &message, sequence, &id, 0, &reason).await {
+            settle(
+                &subscriber,
+                &message,
+                AckKind::Nak(Some(policy.delay_after(1))),
+            )
+            .await;
+        }
+        return;
+    }
     let mut lease = Lease::new(&message, &sub.name, sub.ack_wait, &shutdown);
     if let Some(turn) = &mut turn {
         // Waits on through `stop` (only `abort` ends it), so a message goes back
@@ -681,6 +696,7 @@ async fn dead_letter(
         sequence,
         message_id: id,
         attempts: attempt.min(sub.max_attempts()),
+        malformed: message.malformed.as_deref(),
     };
     match deadletter::publish(
         &subscriber.js,

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
+use async_nats::message::Malformed;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::StreamExt;
 
 /// The subscription the message was dead-lettered from.
@@ -24,6 +27,11 @@ pub const MESSAGE_ID: &str = "Sinkhost-Message-Id";
 pub const ATTEMPTS: &str = "Sinkhost-Attempts";
 /// Why it was given up.
 pub const LAST_ERROR: &str = "Sinkhost-Last-Error";
+/// A malformed message's subject as it arrived, base64 (standard, padded).
+pub const RAW_SUBJECT: &str = "Sinkhost-Raw-Subject";
+/// A malformed message's header block as it arrived (`NATS/1.0` line
+/// included), base64; it replaces the original headers, which could not be read.
+pub const RAW_HEADERS: &str = "Sinkhost-Raw-Headers";
 
 /// Longest `Sinkhost-Last-Error` value kept.
 const ERROR_BYTES: usize = 1024;
@@ -92,6 +100,8 @@ pub struct Origin<'a> {
     pub message_id: &'a str,
     /// Attempts made.
     pub attempts: u32,
+    /// What could not be read of a malformed message, with its raw bytes.
+    pub malformed: Option<&'a Malformed>,
 }
 
 /// Writes one dead letter and waits for JetStream's acknowledgement. Writing
@@ -119,6 +129,10 @@ pub async fn publish(
     out.insert(MESSAGE_ID, header_safe(origin.message_id).as_str());
     out.insert(ATTEMPTS, origin.attempts.to_string().as_str());
     out.insert(LAST_ERROR, header_safe(reason).as_str());
+    if let Some(malformed) = origin.malformed {
+        out.insert(RAW_SUBJECT, BASE64.encode(&malformed.subject).as_str());
+        out.insert(RAW_HEADERS, BASE64.encode(&malformed.headers).as_str());
+    }
     let dedupe = format!(
         "{}:{}:{}",
         origin.stream, origin.subscription, origin.sequence
@@ -169,6 +183,20 @@ pub struct DeadLetter {
     pub last_error: String,
     /// The payload's size in bytes.
     pub payload_bytes: usize,
+    /// A malformed message's subject as it arrived, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_subject: Option<String>,
+    /// A malformed message's header block as it arrived, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_headers: Option<String>,
+}
+
+impl DeadLetter {
+    /// True for a message whose subject or headers could not be read: its
+    /// raw bytes are in `raw_subject` and `raw_headers`.
+    pub fn is_malformed(&self) -> bool {
+        self.raw_headers.is_some()
+    }
 }
 
 /// One dead letter with what is needed to deliver it again.
@@ -249,14 +277,14 @@ pub async fn read(
                 "the dead-letter stream stopped answering".into(),
             ));
         };
-        let header = |name: &str| {
+        let optional = |name: &str| {
             message
                 .headers
                 .as_ref()
                 .and_then(|h| h.get(name))
                 .map(|v| v.as_str().to_owned())
-                .unwrap_or_default()
         };
+        let header = |name: &str| optional(name).unwrap_or_default();
         let info = message.info().map_err(|e| stream_error(e.to_string()))?;
         let letter = DeadLetter {
             dlq_sequence: info.stream_sequence,
@@ -271,6 +299,8 @@ pub async fn read(
             attempts: header(ATTEMPTS).parse().ok(),
             last_error: header(LAST_ERROR),
             payload_bytes: message.payload.len(),
+            raw_subject: optional(RAW_SUBJECT),
+            raw_headers: optional(RAW_HEADERS),
         };
         let dead_lettered_ms =
             u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);

@@ -29,6 +29,9 @@ pub enum Fate {
     DeliveredButKept(String),
     /// Not delivered; it stays in the dead-letter stream.
     StillFailing(String),
+    /// A malformed message (bytes no client library would produce): not
+    /// handed to the plugin, kept with its raw bytes for the producer's owner.
+    Malformed(String),
 }
 
 /// One dead letter, replayed.
@@ -49,14 +52,28 @@ pub struct Summary {
     pub delivered: usize,
     /// Of those, not delivered.
     pub still_failing: usize,
+    /// Dead letters of malformed messages, kept and not replayed.
+    pub malformed: usize,
     /// Requested message ids that are not among the subscription's dead letters.
     pub missing: Vec<String>,
 }
 
 impl Summary {
+    fn count(&mut self, fate: &Fate) {
+        match fate {
+            Fate::Delivered | Fate::DeliveredButKept(_) => self.delivered += 1,
+            Fate::StillFailing(_) => self.still_failing += 1,
+            Fate::Malformed(_) => {
+                self.malformed += 1;
+                return;
+            }
+        }
+        self.replayed += 1;
+    }
+
     /// True when every requested dead letter was delivered.
     pub fn all_delivered(&self) -> bool {
-        self.still_failing == 0 && self.missing.is_empty()
+        self.still_failing == 0 && self.malformed == 0 && self.missing.is_empty()
     }
 }
 
@@ -66,7 +83,11 @@ impl std::fmt::Display for Summary {
             f,
             "replayed {}, delivered {}, still failing {}",
             self.replayed, self.delivered, self.still_failing
-        )
+        )?;
+        if self.malformed > 0 {
+            write!(f, ", malformed (kept) {}", self.malformed)?;
+        }
+        Ok(())
     }
 }
 
@@ -99,18 +120,23 @@ pub async fn replay(
             .collect();
     }
     for stored in letters {
-        let fate = match deliver(sub, sink, &stored).await {
-            Ok(()) => match deadletter::remove(js, &stream, stored.letter.dlq_sequence).await {
-                Ok(()) => Fate::Delivered,
-                Err(e) => Fate::DeliveredButKept(e.to_string()),
-            },
-            Err(reason) => Fate::StillFailing(reason),
+        let fate = if stored.letter.is_malformed() {
+            Fate::Malformed(format!(
+                "not replayed: {}; its raw subject and headers are in {} and {}",
+                stored.letter.last_error,
+                deadletter::RAW_SUBJECT,
+                deadletter::RAW_HEADERS
+            ))
+        } else {
+            match deliver(sub, sink, &stored).await {
+                Ok(()) => match deadletter::remove(js, &stream, stored.letter.dlq_sequence).await {
+                    Ok(()) => Fate::Delivered,
+                    Err(e) => Fate::DeliveredButKept(e.to_string()),
+                },
+                Err(reason) => Fate::StillFailing(reason),
+            }
         };
-        summary.replayed += 1;
-        match fate {
-            Fate::Delivered | Fate::DeliveredButKept(_) => summary.delivered += 1,
-            Fate::StillFailing(_) => summary.still_failing += 1,
-        }
+        summary.count(&fate);
         progress(&Replayed {
             letter: stored.letter,
             fate,
@@ -223,6 +249,7 @@ mod tests {
             replayed: 3,
             delivered: 2,
             still_failing: 1,
+            malformed: 0,
             missing: Vec::new(),
         };
         assert_eq!(

@@ -236,7 +236,12 @@ pub async fn replay(
             attempt: 1,
             max_attempts: policy.max_attempts,
         };
-        let fate = match deliver_with_retries(sub, &sink, policy, input.clone()).await {
+        // A malformed message is not handed to the plugin (as in `run`).
+        let outcome = match &message.malformed {
+            Some(malformed) => Err((format!("malformed message: {}", malformed.reason), 0)),
+            None => deliver_with_retries(sub, &sink, policy, input.clone()).await,
+        };
+        let fate = match outcome {
             Ok(attempt) => Fate::Delivered { attempt },
             Err((reason, attempts)) => {
                 let reason = format!("replay: {reason}");
@@ -247,6 +252,7 @@ pub async fn replay(
                     sequence,
                     message_id: &input.id,
                     attempts,
+                    malformed: message.malformed.as_deref(),
                 };
                 match deadletter::publish(
                     js,

@@ -141,6 +141,48 @@ impl NatsServer {
         *self.process() = Some(process);
     }
 
+    /// Publishes each `(subject, header block, payload)` with a raw `HPUB` on a
+    /// plain socket, bytes as given: what a client library would refuse to
+    /// send (a subject or header that is not UTF-8, a lone CR...) arrives as
+    /// is. An empty header block is sent with a header length of 0. Panics if
+    /// the server answers `-ERR` or does not answer the closing `PING`.
+    pub async fn publish_raw(&self, frames: &[(&[u8], &[u8], &[u8])]) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let mut wire =
+            b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\n".to_vec();
+        for (subject, headers, payload) in frames {
+            wire.extend_from_slice(b"HPUB ");
+            wire.extend_from_slice(subject);
+            let lengths = format!(" {} {}\r\n", headers.len(), headers.len() + payload.len());
+            wire.extend_from_slice(lengths.as_bytes());
+            wire.extend_from_slice(headers);
+            wire.extend_from_slice(payload);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"PING\r\n");
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connecting to nats-server");
+        socket.write_all(&wire).await.expect("writing HPUB");
+        let mut seen = Vec::new();
+        let mut buf = [0_u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains("PONG") {
+            let n = tokio::time::timeout(START_TIMEOUT, socket.read(&mut buf))
+                .await
+                .expect("nats-server answers the PING")
+                .expect("reading from nats-server");
+            assert!(
+                n > 0,
+                "nats-server closed: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let seen = String::from_utf8_lossy(&seen);
+        assert!(!seen.contains("-ERR"), "nats-server refused: {seen}");
+    }
+
     /// A new client connection to this server.
     pub async fn client(&self) -> async_nats::Client {
         let url = self.url();
