@@ -47,26 +47,60 @@ pub struct NatsOptions {
     pub tls_cert: Option<PathBuf>,
     /// Client key (`NATS_KEY`).
     pub tls_key: Option<PathBuf>,
+    /// Reconnect attempts before the client gives up (`run` then builds a new
+    /// one); 0 for no limit.
+    pub max_reconnects: usize,
+}
+
+/// A NATS client and what tells that it is gone.
+pub struct Connection {
+    /// The client; it reconnects by itself while its connection task lives.
+    pub client: async_nats::Client,
+    /// Fires when the connection task has ended (it panicked, or gave up
+    /// reconnecting): every request on `client` fails from then on.
+    pub ended: CancellationToken,
 }
 
 impl NatsOptions {
-    /// Connects once; the client then reconnects by itself for as long as it lives.
+    /// Connects once; the client then reconnects by itself, up to
+    /// `max_reconnects` times in a row.
     pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
+        Ok(self.connection().await?.client)
+    }
+
+    /// [`connect`](Self::connect), with the token that fires when the
+    /// client's connection task ends.
+    pub async fn connection(&self) -> anyhow::Result<Connection> {
+        let ended = CancellationToken::new();
+        // async-nats calls the event callback from a task that lives exactly
+        // as long as the connection task (whose end, even by a panic, closes
+        // the event channel); the callback, and this guard with it, is
+        // dropped when that task ends.
+        let alive = ended.clone().drop_guard();
         let mut options = async_nats::ConnectOptions::new()
             .name(concat!("sinkhost/", env!("CARGO_PKG_VERSION")))
-            .max_reconnects(None)
+            .max_reconnects(self.max_reconnects)
             .connection_timeout(Duration::from_secs(5))
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        metrics::nats_connected(true);
-                        tracing::info!("NATS connected");
+            .event_callback(move |event| {
+                let _alive = &alive;
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            metrics::nats_connected(true);
+                            tracing::info!("NATS connected");
+                        }
+                        async_nats::Event::Disconnected => {
+                            metrics::nats_connected(false);
+                            tracing::warn!("NATS disconnected; reconnecting");
+                        }
+                        async_nats::Event::ClientError(error) => {
+                            tracing::warn!(error = %error, "NATS client error");
+                        }
+                        async_nats::Event::ServerError(error) => {
+                            tracing::warn!(error = %error, "NATS server error");
+                        }
+                        other => tracing::info!(event = %other, "NATS event"),
                     }
-                    async_nats::Event::Disconnected => {
-                        metrics::nats_connected(false);
-                        tracing::warn!("NATS disconnected; reconnecting");
-                    }
-                    other => tracing::info!(event = %other, "NATS event"),
                 }
             });
         if let Some(creds) = &self.creds {
@@ -105,7 +139,28 @@ impl NatsOptions {
             .await
             .map_err(|e| anyhow::anyhow!("connecting to NATS at {}: {}", self.url, refusal(&e)))?;
         metrics::nats_connected(true);
-        Ok(client)
+        Ok(Connection { client, ended })
+    }
+
+    /// Connects, retrying every second until it works; `None` if `stop`
+    /// fires first.
+    async fn connect_until(&self, stop: &CancellationToken) -> Option<Connection> {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return None,
+                connected = self.connection() => match connected {
+                    Ok(connection) => return Some(connection),
+                    Err(e) => {
+                        metrics::nats_connected(false);
+                        tracing::warn!(error = format!("{e:#}"), "NATS unavailable; retrying in 1s");
+                        tokio::select! {
+                            () = stop.cancelled() => return None,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -248,23 +303,14 @@ pub async fn run(
     tracing::info!(addr = %addr, "listening");
     let server = tokio::spawn(server::serve(listener, health.clone(), stop.clone()));
 
-    let client = loop {
-        tokio::select! {
-            () = stop.cancelled() => return Ok(()),
-            connected = nats.connect() => match connected {
-                Ok(client) => break client,
-                Err(e) => {
-                    metrics::nats_connected(false);
-                    tracing::warn!(error = format!("{e:#}"), "NATS unavailable; retrying in 1s");
-                    tokio::select! {
-                        () = stop.cancelled() => return Ok(()),
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
-        }
+    let Some(Connection {
+        mut client,
+        mut ended,
+    }) = nats.connect_until(&stop).await
+    else {
+        return Ok(());
     };
-    let _ = health.nats.set(client.clone());
+    health.set_nats(Some(client.clone()));
     let js = jetstream::new(client.clone());
 
     let mut supervisor = Supervisor::start(
@@ -273,7 +319,7 @@ pub async fn run(
         config,
         prepared,
         &digests,
-        health,
+        health.clone(),
         stop.clone(),
     )
     .await?;
@@ -290,6 +336,24 @@ pub async fn run(
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
+            () = ended.cancelled() => {
+                // Defense in depth: async-nats reconnects by itself, so this
+                // is a client that panicked or gave up. Nothing sent on it
+                // arrives any more; start over with a new one.
+                tracing::error!("the NATS client's connection task ended (a panic is logged above); stopping every subscription and connecting anew");
+                health.set_nats(None);
+                metrics::nats_connected(false);
+                supervisor.suspend().await;
+                let Some(connection) = nats.connect_until(&stop).await else {
+                    break;
+                };
+                (client, ended) = (connection.client, connection.ended);
+                metrics::nats_client_rebuilt();
+                health.set_nats(Some(client.clone()));
+                supervisor.resume(jetstream::new(client.clone())).await;
+                tracing::info!("NATS client rebuilt; every subscription resumes");
+                continue;
+            }
             Some(()) = requests.next() => tracing::info!("reload requested"),
             () = watcher.settled(&plugin_files), if watch => tracing::info!("config.d changed; reloading"),
         }

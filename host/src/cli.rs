@@ -253,6 +253,15 @@ struct NatsArgs {
     /// Client key for TLS.
     #[arg(long = "tlskey", env = "NATS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Reconnect attempts (about 4 s apart after the first few) before the
+    /// NATS client is replaced by a new one.
+    #[arg(
+        long,
+        env = "SINKHOST_NATS_RECONNECTS",
+        default_value_t = 60,
+        hide = true
+    )]
+    nats_reconnects: usize,
 }
 
 impl From<NatsArgs> for NatsOptions {
@@ -267,6 +276,7 @@ impl From<NatsArgs> for NatsOptions {
             tls_ca: a.tls_ca,
             tls_cert: a.tls_cert,
             tls_key: a.tls_key,
+            max_reconnects: a.nats_reconnects,
         }
     }
 }
@@ -543,6 +553,13 @@ fn init_logging(json: bool) {
             .with_current_span(true)
             .with_span_list(false)
             .init();
+        // A panic in a task (the NATS client's, say) must reach the log that
+        // operators read, not only stderr.
+        let print = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |panic| {
+            tracing::error!(panic = %panic, "a task panicked");
+            print(panic);
+        }));
     } else {
         use std::io::IsTerminal;
         builder
@@ -637,6 +654,7 @@ async fn dlq_replay(
                 format!("delivered, but still in the dead-letter stream: {e}")
             }
             Fate::StillFailing(reason) => format!("still failing: {reason}"),
+            Fate::Malformed(reason) => format!("kept: {reason}"),
         };
         println!(
             "{}",

@@ -48,6 +48,7 @@ struct Metrics {
     http: Family<SubResult, Counter>,
     consuming: Family<Sub, Gauge>,
     nats_connected: Gauge,
+    nats_client_rebuilds: Counter,
     consumer_pending: Family<Sub, Gauge>,
     consumer_ack_pending: Family<Sub, Gauge>,
     consumer_redelivered: Family<Sub, Gauge>,
@@ -103,6 +104,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "sinkhost_nats_connected",
         "1 while connected to NATS",
         nats_connected.clone(),
+    );
+    let nats_client_rebuilds = Counter::default();
+    registry.register(
+        "sinkhost_nats_client_rebuilds",
+        "NATS clients built anew because the previous one's connection task ended",
+        nats_client_rebuilds.clone(),
     );
     let consumer_pending = Family::<Sub, Gauge>::default();
     registry.register(
@@ -164,6 +171,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         http,
         consuming,
         nats_connected,
+        nats_client_rebuilds,
         consumer_pending,
         consumer_ack_pending,
         consumer_redelivered,
@@ -293,6 +301,11 @@ pub(crate) fn forget_consumer_state(subscription: &str) {
     METRICS.consumer_pending.remove(&label);
     METRICS.consumer_ack_pending.remove(&label);
     METRICS.consumer_redelivered.remove(&label);
+}
+
+/// Counts one NATS client built to replace one whose connection task ended.
+pub(crate) fn nats_client_rebuilt() {
+    METRICS.nats_client_rebuilds.inc();
 }
 
 /// Counts one plugin call that trapped or ran out of CPU time.

@@ -4,7 +4,7 @@
 //! `consuming` flag and NATS reports the connection state.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::extract::State;
@@ -18,14 +18,20 @@ use crate::metrics;
 /// What `/healthz` reports on.
 #[derive(Debug, Default)]
 pub struct Health {
-    /// The NATS client, once connected for the first time.
-    pub nats: OnceLock<async_nats::Client>,
+    /// The NATS client while there is one (none before the first connect,
+    /// and while a client whose connection task ended is replaced).
+    nats: RwLock<Option<async_nats::Client>>,
     /// Each running subscription's name and whether it is consuming; replaced
     /// when a reload adds or removes subscriptions.
     pub subscriptions: RwLock<Vec<(String, Arc<AtomicBool>)>>,
 }
 
 impl Health {
+    /// Sets the NATS client whose connection state `/healthz` reports.
+    pub fn set_nats(&self, client: Option<async_nats::Client>) {
+        *self.nats.write().expect("health lock") = client;
+    }
+
     /// Replaces the list of subscriptions `/healthz` reports on.
     pub fn set_subscriptions(&self, subscriptions: Vec<(String, Arc<AtomicBool>)>) {
         *self.subscriptions.write().expect("health lock") = subscriptions;
@@ -33,7 +39,13 @@ impl Health {
 
     fn report(&self) -> (bool, serde_json::Value) {
         let subscriptions = self.subscriptions.read().expect("health lock");
-        let nats = match self.nats.get().map(async_nats::Client::connection_state) {
+        let state = self
+            .nats
+            .read()
+            .expect("health lock")
+            .as_ref()
+            .map(async_nats::Client::connection_state);
+        let nats = match state {
             Some(async_nats::connection::State::Connected) => "connected",
             Some(_) => "disconnected",
             None => "connecting",

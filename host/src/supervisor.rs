@@ -96,6 +96,8 @@ pub struct Supervisor {
     dead_letter_streams: BTreeSet<String>,
     /// In config order.
     entries: Vec<Entry>,
+    /// What [`Supervisor::suspend`] stopped, for [`Supervisor::resume`].
+    suspended: Vec<(Arc<Subscriber>, Digest)>,
 }
 
 /// One running subscription.
@@ -129,6 +131,7 @@ impl Supervisor {
             stream: None,
             dead_letter_streams: BTreeSet::new(),
             entries: Vec::new(),
+            suspended: Vec::new(),
         };
         supervisor.ensure_stream(config.stream.as_ref()).await?;
         let subscribers = supervisor
@@ -269,6 +272,51 @@ impl Supervisor {
         futures::future::join_all(self.entries.into_iter().map(|e| e.stop(grace, false))).await;
     }
 
+    /// Stops every subscription at once, for a NATS client whose connection
+    /// task has ended: nothing they would ack or nak arrives any more, so
+    /// in-flight deliveries are abandoned at once (JetStream redelivers them
+    /// after `ack_wait`).
+    pub async fn suspend(&mut self) {
+        let entries = std::mem::take(&mut self.entries);
+        self.suspended = entries
+            .iter()
+            .map(|e| (e.subscriber.clone(), e.digest))
+            .collect();
+        futures::future::join_all(entries.into_iter().map(|e| e.stop(Duration::ZERO, false))).await;
+        self.publish_health();
+    }
+
+    /// Starts what [`suspend`](Self::suspend) stopped again on a new client:
+    /// streams, dead-letter streams and consumers are set up anew (a failure
+    /// is logged, and each consumer is retried until it works).
+    pub async fn resume(&mut self, js: jetstream::Context) {
+        self.js = js;
+        self.dead_letter_streams.clear();
+        let stream = self.stream.clone();
+        if let Err(e) = self.ensure_stream(stream.as_ref()).await {
+            tracing::error!(error = %e, "cannot set up the stream after reconnecting; consumers retry");
+        }
+        let storage = storage(stream.as_ref());
+        for (old, digest) in std::mem::take(&mut self.suspended) {
+            if self.dead_letter_streams.insert(old.stream.clone())
+                && let Err(e) = deadletter::ensure_stream(&self.js, &old.stream, storage).await
+            {
+                tracing::error!(error = %e, "cannot set up the dead-letter stream after reconnecting");
+                self.dead_letter_streams.remove(&old.stream);
+            }
+            let subscriber = Arc::new(Subscriber {
+                sub: old.sub.clone(),
+                stream: old.stream.clone(),
+                sink: old.sink.clone(),
+                js: self.js.clone(),
+                consuming: Arc::new(AtomicBool::new(false)),
+            });
+            let entry = self.spawn(subscriber, digest, None);
+            self.entries.push(entry);
+        }
+        self.publish_health();
+    }
+
     async fn ensure_stream(&mut self, stream: Option<&StreamConfig>) -> Result<(), ApplyError> {
         if let Some(stream) = stream {
             bus::ensure_stream(&self.js, stream)
@@ -288,9 +336,7 @@ impl Supervisor {
         stream: Option<&StreamConfig>,
         prepared: Vec<Prepared>,
     ) -> Result<Vec<Arc<Subscriber>>, ApplyError> {
-        let storage = stream.map_or(jetstream::stream::StorageType::File, |s| {
-            bus::storage_type(s.storage)
-        });
+        let storage = storage(stream);
         let mut subscribers = Vec::new();
         for Prepared { sub, sink } in prepared {
             let name =
@@ -369,6 +415,13 @@ impl Supervisor {
                 .collect(),
         );
     }
+}
+
+/// The storage of the dead-letter streams: the main stream's (file without a `stream:` block).
+fn storage(stream: Option<&StreamConfig>) -> jetstream::stream::StorageType {
+    stream.map_or(jetstream::stream::StorageType::File, |s| {
+        bus::storage_type(s.storage)
+    })
 }
 
 /// Creates or updates the subscription's consumer; on failure logs and tries

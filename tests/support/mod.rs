@@ -21,6 +21,7 @@ mod host;
 mod jetstream;
 mod nats;
 mod process;
+mod proxy;
 mod receiver;
 mod watched;
 
@@ -34,6 +35,7 @@ pub use jetstream::{
     wait_for_stream_messages,
 };
 pub use nats::{NatsServer, nats_server_bin};
+pub use proxy::NatsProxy;
 pub use receiver::{Behaviour, Gate, IDEMPOTENCY_KEY, Receiver, Recorded, Reply};
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
