@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::app;
 use crate::config::{Origin, PluginRef, Subscription, Webhook};
 use crate::outbound::{self, Allowlist, Outbound};
-use crate::plugin::{Delivery, Limits, Message, PluginError, Runtime, redact};
+use crate::plugin::{Delivery, Limits, Message, PluginError, Runtime};
+use crate::redact::redact;
 
 /// One plugin run, as the command line describes it.
 #[derive(Debug, Clone)]
