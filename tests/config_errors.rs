@@ -23,6 +23,8 @@ fn env(name: &str) -> Option<String> {
         "WEBHOOK_URL" => "http://127.0.0.1:8091/hook",
         "SECRET" => "s3cret-value",
         "EMPTY" => "",
+        // A malformed URL whose query is a credential.
+        "BAD_SECRET_URL" => "127.0.0.1:8091/hook?token=s3cret-value",
         // The seed's variables.
         "BACKEND_WEBHOOK_URL" => "http://backend:8080/api/v1/webhooks/nats",
         "NATS_WEBHOOK_SECRET" => "backend-secret",
@@ -223,7 +225,8 @@ fn seed_files_load_unchanged() {
     assert_eq!(stripe.origin.file, dir.join("30-stripe-drupal.yml"));
     assert_eq!(stripe.origin.line, Some(2));
     let mailer = config.subscription("mailer-auth-events").unwrap();
-    assert_eq!(mailer.secrets(), ["mailer-key"]);
+    // The URL's path counts: for many webhooks the URL is the credential.
+    assert_eq!(mailer.secrets(), ["/mail-template", "mailer-key"]);
     assert_eq!(mailer.allowed_hosts(), ["mailer:3000"]);
 }
 
@@ -388,7 +391,8 @@ fn every_optional_key_loads() {
             "costs $5, plan basic",
             "Bearer s3cret-value",
             "whsec_s3cret-value",
-            "s3cret-value"
+            "s3cret-value",
+            "/hook"
         ]
     );
     let init: serde_json::Value = serde_json::from_str(&orders.plugin_init_json()).unwrap();
@@ -420,5 +424,5 @@ fn every_optional_key_loads() {
     assert_eq!(stripe.rate_limit, None);
     assert_eq!(stripe.webhook.headers.len(), 0);
     assert_eq!(stripe.origin.line, Some(23));
-    assert!(stripe.secrets().is_empty());
+    assert_eq!(stripe.secrets(), ["/stripe-webhook"]);
 }

@@ -432,7 +432,8 @@ async fn plugin_test_dry_run_prints_the_request_with_secrets_masked() {
     .await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines[0], "POST http://127.0.0.1:8091/hook");
+    // The URL's path and query may be credentials: shown only with --log-url full.
+    assert_eq!(lines[0], "POST http://127.0.0.1:8091/...");
     assert!(lines.contains(&"Authorization: [masked]"), "{}", out.stdout);
     assert!(
         lines.contains(&"Idempotency-Key: order-42"),
@@ -446,7 +447,10 @@ async fn plugin_test_dry_run_prints_the_request_with_secrets_masked() {
     let body: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(body["data"], serde_json::json!({"order_id": 42}));
     assert_eq!(body["message_id"], "order-42");
-    assert_eq!(lines.last(), Some(&"outcome: delivered (last HTTP 200)"));
+    assert_eq!(
+        lines.last(),
+        Some(&"outcome: delivered (last HTTP 200 from http://127.0.0.1:8091/...)")
+    );
     assert!(!out.stdout.contains("hush-123456") && !out.stderr.contains("hush-123456"));
 }
 
@@ -471,7 +475,13 @@ async fn plugin_test_sends_for_real_and_reports_init_errors() {
     ];
     let out = sinkhost_cli(&base, "nats://unused:1", &[], WAIT).await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert_eq!(out.stdout.trim(), "outcome: retry (last HTTP 503)");
+    assert_eq!(
+        out.stdout.trim(),
+        format!(
+            "outcome: retry (last HTTP 503 from http://{}/...)",
+            receiver.addr()
+        )
+    );
     assert_eq!(receiver.count(), 1);
 
     let mut bad = base.to_vec();
@@ -545,7 +555,8 @@ async fn plugin_new_builds_and_passes(
         out.stdout
     );
     assert!(
-        out.stdout.ends_with("outcome: delivered (last HTTP 200)\n"),
+        out.stdout
+            .ends_with("outcome: delivered (last HTTP 200 from http://127.0.0.1:8091/...)\n"),
         "{}",
         out.stdout
     );

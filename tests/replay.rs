@@ -248,7 +248,10 @@ async fn a_message_that_still_fails_is_dead_lettered_with_the_replay_reason() {
         .map(|(k, _)| k)
         .collect();
     assert_eq!(keys, ["c1", "c1", "c2", "c2"]);
-    let reason = "replay: gave up after 2 attempts; last: plugin asked to retry after HTTP 500";
+    let reason = format!(
+        "replay: gave up after 2 attempts; last: plugin asked to retry after HTTP 500 from http://{}/...",
+        s.c.addr()
+    );
     assert!(
         out.stdout
             .contains(&format!("dead-lettered to dlq.sub-c: {reason}")),

@@ -224,7 +224,8 @@ pub async fn prepare_in<'a>(
             client.clone(),
             Allowlist::new(&sub.allowed_hosts()),
             sub.timeout,
-        );
+        )
+        .with_log_url(sub.webhook.log_url);
         let spec = sink_spec(sub, outbound);
         let sink = runtime.sink(spec).map_err(failed)?;
         sink.check().await.map_err(failed)?;

@@ -11,6 +11,7 @@ use crate::app::{self, NatsOptions};
 use crate::config::{self, Config, PluginSearch};
 use crate::deadletter;
 use crate::plugin::{Delivery, Limits, Outcome};
+use crate::redact::LogUrl;
 use crate::reload::{ConfigSource, Reloading};
 use crate::replay::{self, Fate};
 use crate::scaffold::{self, Lang};
@@ -200,6 +201,10 @@ struct PluginTestArgs {
     /// Per-request timeout when sending for real.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     timeout: std::time::Duration,
+    /// `webhook.log_url`: `host` prints the URL as `scheme://host:port/...`,
+    /// `full` prints it whole (for a URL that holds no secret).
+    #[arg(long, default_value = "host")]
+    log_url: LogUrl,
 }
 
 #[derive(Debug, Args)]
@@ -521,6 +526,7 @@ fn tryout_from(args: PluginTestArgs) -> anyhow::Result<TryOut> {
         id: args.id,
         dry_run: args.dry_run,
         timeout: args.timeout,
+        log_url: args.log_url,
     })
 }
 

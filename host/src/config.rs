@@ -35,6 +35,8 @@ use lines::KeyLines;
 use raw::{RawFile, RawStream, RawSubscription, RawWebhook};
 
 pub use crate::ratelimit::RateLimit;
+pub use crate::redact::LogUrl;
+use crate::redact::{self, MIN_SECRET_LEN};
 
 /// The plugin a subscription without `plugin:` uses.
 pub const DEFAULT_PLUGIN: &str = "http-webhook";
@@ -43,9 +45,6 @@ const DEFAULT_RETRIES: u32 = 3;
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(2);
 const DEFAULT_MAX_CONCURRENCY: usize = 50;
 const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(120);
-/// Shorter header or settings values are not redacted from logs: replacing every
-/// `1` of a log line (for `X-Version: 1`) would hide more than it protects.
-const MIN_SECRET_LEN: usize = 4;
 
 /// All of config.d, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,8 +103,9 @@ pub enum Ordering {
 
 /// One validated entry of `subscriptions:`.
 ///
-/// `Debug` redacts header values and secret-looking settings; [`plugin_init_json`]
-/// holds them in clear and must not be logged.
+/// `Debug` redacts header values, secret-looking settings and the webhook URL
+/// (as its `log_url` says); [`plugin_init_json`] holds them in clear and must
+/// not be logged.
 ///
 /// [`plugin_init_json`]: Subscription::plugin_init_json
 #[derive(Clone, PartialEq)]
@@ -137,6 +137,12 @@ pub struct Subscription {
     /// `rate_limit: "200/s"` (also `/m`, `/h`) — delivery attempts started per
     /// period; `None` (the default) = unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// The values `${VAR}` expansion took from the environment that are part of
+    /// `webhook` or `settings` (not `settings.allow_hosts`): [`secrets`] decides
+    /// which of them to keep out of plugin text.
+    ///
+    /// [`secrets`]: Subscription::secrets
+    pub expanded: Vec<String>,
     /// Where the subscription's list entry starts.
     pub origin: Origin,
 }
@@ -157,6 +163,9 @@ pub struct Webhook {
     pub url: String,
     /// `headers: {Authorization: "Bearer ..."}` — possibly empty.
     pub headers: BTreeMap<String, String>,
+    /// `log_url: host` (default) or `log_url: full` — how much of `url` the host
+    /// may print (see [`LogUrl`]).
+    pub log_url: LogUrl,
 }
 
 /// A place in config.d: a file and, when known, a 1-based line. Displays as
@@ -273,35 +282,77 @@ impl Subscription {
         hosts
     }
 
-    /// Strings to redact from logs, longest first: every webhook header value (and,
-    /// for `Bearer <token>`-style values, the credential alone), the URL's password,
-    /// and every string under a settings key containing `secret`, `key`, `token` or
-    /// `password` (at any depth). Values shorter than 4 characters are left out.
+    /// Strings to redact from text a plugin writes (log lines, reject reasons,
+    /// init errors, traps), longest first. Values shorter than
+    /// [`MIN_SECRET_LEN`] are left out.
+    ///
+    /// - every webhook header value, and the credential alone of a
+    ///   `Bearer <token>`-style value;
+    /// - the URL's password; unless `log_url: full`, also its user name, path,
+    ///   query (whole and each value) and fragment ([`redact::url_secrets`]);
+    /// - every string or number under a settings key containing `secret`,
+    ///   `key`, `token` or `password` (at any depth);
+    /// - every value `${VAR}` expansion put into a header value or `settings`,
+    ///   and unless `log_url: full` into the URL's hidden parts. (Scheme, host
+    ///   and port are never secret: the host names them in its own messages.)
     pub fn secrets(&self) -> Vec<String> {
-        let mut found = BTreeSet::new();
-        for value in self.webhook.headers.values() {
-            found.insert(value.as_str());
-            // `Bearer <token>`: a plugin may log the token alone.
-            if let Some((scheme, credential)) = value.trim().split_once(' ')
-                && scheme.chars().all(|c| c.is_ascii_alphabetic())
-                && !credential.trim().contains(' ')
-            {
-                found.insert(credential.trim());
-            }
-        }
-        let url = Url::parse(&self.webhook.url).ok();
-        if let Some(password) = url.as_ref().and_then(Url::password) {
-            found.insert(password);
-        }
+        let url_parts = self.url_secrets();
+        let mut found = header_secrets(&self.webhook.headers);
         settings_secrets(&self.settings, false, &mut found);
+        // A `${VAR}` value counts where it lands in text a plugin could echo;
+        // inside the URL that is only its hidden parts.
+        let texts: Vec<String> = self
+            .webhook
+            .headers
+            .values()
+            .cloned()
+            .chain(settings_scalars(&self.settings))
+            .chain(url_parts.iter().cloned())
+            .collect();
+        let expanded = self
+            .expanded
+            .iter()
+            .filter(|value| contained_in(value, &texts));
+        found.extend(expanded.cloned());
+        found.extend(url_parts);
         let mut secrets: Vec<String> = found
             .into_iter()
             .filter(|s| s.chars().count() >= MIN_SECRET_LEN)
-            .map(str::to_owned)
             .collect();
         secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         secrets
     }
+
+    /// The secret parts of `webhook.url`: all that [`LogUrl::Host`] hides, or
+    /// under `log_url: full` the password alone.
+    fn url_secrets(&self) -> Vec<String> {
+        match Url::parse(&self.webhook.url) {
+            Ok(url) if self.webhook.log_url == LogUrl::Host => redact::url_secrets(&url),
+            Ok(url) => url.password().map(str::to_owned).into_iter().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// Every header value, and the credential alone of `Bearer <token>`-style
+/// values: a plugin may log the token by itself.
+fn header_secrets(headers: &BTreeMap<String, String>) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for value in headers.values() {
+        found.insert(value.clone());
+        if let Some((scheme, credential)) = value.trim().split_once(' ')
+            && scheme.chars().all(|c| c.is_ascii_alphabetic())
+            && !credential.trim().contains(' ')
+        {
+            found.insert(credential.trim().to_owned());
+        }
+    }
+    found
+}
+
+/// Whether `value` occurs in one of `texts`.
+fn contained_in(value: &str, texts: &[String]) -> bool {
+    texts.iter().any(|text| text.contains(value))
 }
 
 fn is_secret_key(key: &str) -> bool {
@@ -311,10 +362,13 @@ fn is_secret_key(key: &str) -> bool {
         .any(|word| key.contains(word))
 }
 
-fn settings_secrets<'a>(value: &'a Value, secret: bool, found: &mut BTreeSet<&'a str>) {
+fn settings_secrets(value: &Value, secret: bool, found: &mut BTreeSet<String>) {
     match value {
         Value::String(s) if secret => {
-            found.insert(s);
+            found.insert(s.clone());
+        }
+        Value::Number(n) if secret => {
+            found.insert(n.to_string());
         }
         Value::Array(items) => {
             for item in items {
@@ -328,6 +382,26 @@ fn settings_secrets<'a>(value: &'a Value, secret: bool, found: &mut BTreeSet<&'a
         }
         _ => {}
     }
+}
+
+/// Every string and number of `settings` as text, except `allow_hosts` (host
+/// names, which the host shows anyway).
+fn settings_scalars(settings: &Value) -> Vec<String> {
+    fn walk(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(s) => out.push(s.clone()),
+            Value::Number(n) => out.push(n.to_string()),
+            Value::Array(items) => items.iter().for_each(|item| walk(item, out)),
+            Value::Object(map) => map
+                .iter()
+                .filter(|(key, _)| key.as_str() != "allow_hosts")
+                .for_each(|(_, item)| walk(item, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(settings, &mut out);
+    out
 }
 
 /// `settings` with secret-looking strings replaced, for `Debug`.
@@ -351,21 +425,15 @@ fn redacted_settings(value: &Value, secret: bool) -> Value {
 
 impl fmt::Debug for Webhook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let url = match Url::parse(&self.url) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("redacted"));
-                url.to_string()
-            }
-            _ => self.url.clone(),
-        };
         let headers: BTreeMap<&str, &str> = self
             .headers
             .keys()
             .map(|name| (name.as_str(), "<redacted>"))
             .collect();
         f.debug_struct("Webhook")
-            .field("url", &url)
+            .field("url", &redact::show_url(&self.url, self.log_url))
             .field("headers", &headers)
+            .field("log_url", &self.log_url)
             .finish()
     }
 }
@@ -386,6 +454,10 @@ impl fmt::Debug for Subscription {
             .field("ack_wait", &self.ack_wait)
             .field("ordering", &self.ordering)
             .field("rate_limit", &self.rate_limit)
+            .field(
+                "expanded",
+                &format_args!("<{} redacted>", self.expanded.len()),
+            )
             .field("origin", &self.origin)
             .finish()
     }
@@ -467,7 +539,8 @@ pub enum ConfigError {
         value: String,
         reason: &'static str,
     },
-    /// `webhook.url` is not an absolute http(s) URL.
+    /// `webhook.url` is not an absolute http(s) URL. `value` is the URL as
+    /// `log_url` lets it be shown.
     #[error("{at}: {key}: invalid URL {value:?}: {reason} (expected e.g. \"https://host/path\")")]
     InvalidUrl {
         at: Origin,
@@ -844,6 +917,7 @@ impl<'a> Document<'a> {
                     .map_err(|reason| self.invalid(field("rate_limit"), reason.to_string()))?,
             ),
         };
+        let expanded = self.expanded_into(&webhook, &settings);
         Ok(Subscription {
             name: raw.name,
             subject: raw.subject,
@@ -858,8 +932,23 @@ impl<'a> Document<'a> {
             ack_wait,
             ordering: raw.ordering.unwrap_or_default(),
             rate_limit,
+            expanded,
             origin: self.at(key),
         })
+    }
+
+    /// The values expanded from the environment that are part of `webhook` or
+    /// `settings`.
+    fn expanded_into(&self, webhook: &Webhook, settings: &Value) -> Vec<String> {
+        let texts: Vec<String> = std::iter::once(webhook.url.clone())
+            .chain(webhook.headers.values().cloned())
+            .chain(settings_scalars(settings))
+            .collect();
+        let from_env = self.expanded.from_env.iter();
+        from_env
+            .filter(|value| contained_in(value, &texts))
+            .cloned()
+            .collect()
     }
 
     fn check_name(
@@ -934,11 +1023,22 @@ impl<'a> Document<'a> {
 
     fn webhook(&self, key: &str, raw: RawWebhook) -> Result<Webhook, ConfigError> {
         let url_key = format!("{key}.url");
+        let log_url = raw.log_url.unwrap_or_default();
         if let Some(reason) = url_problem(&raw.url) {
+            // The message is printed by `check` and logged by a reload: show
+            // only what `log_url` allows and no value from the environment
+            // (a malformed URL has no host part known to be safe).
+            let shown = match log_url {
+                LogUrl::Full => raw.url,
+                LogUrl::Host => redact::redact(
+                    &redact::show_url(&raw.url, log_url),
+                    &self.expanded.from_env,
+                ),
+            };
             return Err(ConfigError::InvalidUrl {
                 at: self.at(&url_key),
                 key: url_key,
-                value: raw.url,
+                value: shown,
                 reason,
             });
         }
@@ -952,6 +1052,7 @@ impl<'a> Document<'a> {
         Ok(Webhook {
             url: raw.url,
             headers,
+            log_url,
         })
     }
 
@@ -1113,6 +1214,7 @@ mod tests {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
+                log_url: LogUrl::Host,
             },
             settings,
             timeout: DEFAULT_TIMEOUT,
@@ -1122,6 +1224,7 @@ mod tests {
             ack_wait: DEFAULT_ACK_WAIT,
             ordering: Ordering::None,
             rate_limit: None,
+            expanded: Vec::new(),
             origin: Origin {
                 file: "config.d/x.yml".into(),
                 line: Some(2),
@@ -1231,12 +1334,12 @@ mod tests {
     }
 
     #[test]
-    fn secrets_cover_headers_url_password_and_secret_settings() {
+    fn secrets_cover_headers_url_parts_and_secret_settings() {
         let sub = subscription(
             serde_json::json!({
                 "signing_secret": "whsec_abcdef",
                 "api_key": "k-123456",
-                "nested": {"auth_token": ["t-1111", 5], "name": "not-secret"},
+                "nested": {"auth_token": ["t-1111", 55555], "name": "not-secret"},
                 "template": "welcome",
             }),
             &[("Authorization", "Bearer tok-999"), ("X-Version", "1")],
@@ -1249,9 +1352,63 @@ mod tests {
                 "hunter22",
                 "k-123456",
                 "tok-999",
+                "/x?y=1",
                 "t-1111",
+                "55555",
+                "user",
             ]
         );
+    }
+
+    #[test]
+    fn log_url_full_keeps_only_the_password_of_the_url() {
+        let mut sub = subscription(Value::Object(Default::default()), &[]);
+        sub.webhook.url = "https://user:hunter22@hooks.example/path-secret?sig=abcd#frag".into();
+        let secrets = sub.secrets();
+        assert!(
+            secrets.iter().any(|s| s == "/path-secret?sig=abcd#frag"),
+            "{secrets:?}"
+        );
+        sub.webhook.log_url = LogUrl::Full;
+        assert_eq!(sub.secrets(), ["hunter22"]);
+    }
+
+    #[test]
+    fn expanded_values_in_headers_settings_and_hidden_url_parts_are_secrets() {
+        let mut sub = subscription(
+            serde_json::json!({"note": "hello ${NOTE}", "allow_hosts": ["api.example"]}),
+            &[("X-Team", "team-crm")],
+        );
+        sub.webhook.url = "https://hooks.example:8443/services/PATHPART?x=1".into();
+        sub.settings["note"] = "hello note-from-env".into();
+        sub.expanded = [
+            "note-from-env",
+            "team-crm",
+            "PATHPART",
+            "hooks.example",
+            "api.example",
+        ]
+        .map(String::from)
+        .to_vec();
+        let secrets = sub.secrets();
+        for secret in ["note-from-env", "team-crm", "PATHPART"] {
+            assert!(
+                secrets.iter().any(|s| s == secret),
+                "{secret} in {secrets:?}"
+            );
+        }
+        // The host, and the hosts of allow_hosts, are never secret.
+        for shown in ["hooks.example", "api.example"] {
+            assert!(
+                !secrets.iter().any(|s| s == shown),
+                "{shown} in {secrets:?}"
+            );
+        }
+        // Under log_url: full, a value only in the URL is shown with it.
+        sub.webhook.log_url = LogUrl::Full;
+        let secrets = sub.secrets();
+        assert!(!secrets.iter().any(|s| s == "PATHPART"), "{secrets:?}");
+        assert!(secrets.iter().any(|s| s == "note-from-env"), "{secrets:?}");
     }
 
     #[test]
@@ -1265,6 +1422,10 @@ mod tests {
             assert!(!debug.contains(&secret), "{secret} in {debug}");
         }
         assert!(debug.contains("Authorization"));
+        assert!(
+            debug.contains("https://hooks.example.com:8443/..."),
+            "{debug}"
+        );
     }
 
     #[test]

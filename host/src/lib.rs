@@ -3,7 +3,8 @@
 //!
 //! Data flows one way: [`config`] -> `bus` -> [`plugin`] -> `outbound` ->
 //! `retry` -> `bus` ack. [`app::run`] wires them together; `cli` is the
-//! binary's front door.
+//! binary's front door. [`redact`] (how a webhook URL is shown, what counts as
+//! a secret) sits under all of them.
 
 pub mod app;
 mod bus;
@@ -18,6 +19,7 @@ mod ordering;
 pub mod outbound;
 pub mod plugin;
 mod ratelimit;
+pub mod redact;
 pub mod reload;
 pub mod replay;
 pub mod retry;

@@ -1,12 +1,19 @@
 //! Outbound HTTP: the host side of the plugin's `http.send` import.
 //!
 //! Owns the shared reqwest client (keep-alive pool, rustls), the per-subscription
-//! allowlist and timeout, and the bounded read of response bodies. It knows
-//! nothing of wasm: `plugin` converts the WIT records to and from these types.
+//! allowlist and timeout, the bounded read of response bodies, and the one
+//! place an outbound failure becomes text ([`HttpError`]): that text names the
+//! destination as `scheme://host:port/...` (see [`crate::redact`]), never by
+//! the URL reqwest would print, because for many webhooks the URL is the
+//! credential. It knows nothing of wasm: `plugin` converts the WIT records to
+//! and from these types.
 
+use std::error::Error as _;
 use std::time::Duration;
 
 use url::Url;
+
+use crate::redact::{self, LogUrl};
 
 /// Response bodies are cut off after this many bytes, so a destination that
 /// answers with gigabytes cannot exhaust the host's memory.
@@ -36,15 +43,26 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// Why no response came back; mirrors the WIT `http-error`.
+/// Why no response came back; mirrors the WIT `http-error`. `target` is the
+/// destination as the subscription's `log_url` lets it be shown
+/// (`http://127.0.0.1:8091/...`), so every message built from this one says
+/// where the request went without giving away the URL's path or query.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
     /// No complete response within the subscription's timeout.
-    #[error("timed out")]
-    Timeout,
+    #[error("timed out ({target})")]
+    Timeout {
+        /// The destination, as it may be shown.
+        target: String,
+    },
     /// The connection failed or broke.
-    #[error("connection failed: {0}")]
-    Connect(String),
+    #[error("connection failed ({target}): {detail}")]
+    Connect {
+        /// The destination, as it may be shown.
+        target: String,
+        /// The causes, without any URL.
+        detail: String,
+    },
     /// The host refused to send the request.
     #[error("denied: {0}")]
     Denied(String),
@@ -57,10 +75,27 @@ impl HttpError {
     /// A short, stable label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            HttpError::Timeout => "timeout",
-            HttpError::Connect(_) => "connect",
+            HttpError::Timeout { .. } => "timeout",
+            HttpError::Connect { .. } => "connect",
             HttpError::Denied(_) => "denied",
             HttpError::Other(_) => "other",
+        }
+    }
+
+    /// Turns a reqwest failure of a request to `target` (already in its shown
+    /// form) into the typed error.
+    fn from_reqwest(error: &reqwest::Error, target: &str) -> Self {
+        let target = target.to_owned();
+        if error.is_timeout() {
+            HttpError::Timeout { target }
+        } else if error.is_builder() {
+            HttpError::Other(format!("request to {target} not sent: {}", describe(error)))
+        } else {
+            // connect, request and body errors all mean the exchange broke on the wire
+            HttpError::Connect {
+                target,
+                detail: describe(error),
+            }
         }
     }
 }
@@ -122,6 +157,7 @@ pub struct Outbound {
     transport: Transport,
     allow: Allowlist,
     timeout: Duration,
+    log_url: LogUrl,
 }
 
 /// Where allowed requests go.
@@ -168,7 +204,15 @@ impl Outbound {
             transport: Transport::Network(client),
             allow,
             timeout,
+            log_url: LogUrl::Host,
         }
+    }
+
+    /// Shows destinations in errors as `log_url` allows (default
+    /// [`LogUrl::Host`]: scheme, host and port only).
+    pub fn with_log_url(mut self, log_url: LogUrl) -> Self {
+        self.log_url = log_url;
+        self
     }
 
     /// An outbound that checks the allowlist but sends nothing: it records each
@@ -179,8 +223,15 @@ impl Outbound {
             transport: Transport::DryRun(recorder.clone()),
             allow,
             timeout: Duration::ZERO,
+            log_url: LogUrl::Host,
         };
         (outbound, recorder)
+    }
+
+    /// `url` as this subscription may show it in errors and reports
+    /// (`scheme://host:port/...` unless `log_url: full`).
+    pub fn shown(&self, url: &str) -> String {
+        redact::show_url(url, self.log_url)
     }
 
     /// Sends `req` if its host is allowed, within the timeout, reading at most
@@ -198,6 +249,8 @@ impl Outbound {
                 });
             }
         };
+        let target = redact::show_parsed(&url, self.log_url);
+        let failed = |error: reqwest::Error| HttpError::from_reqwest(&error, &target);
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| HttpError::Other(format!("invalid method {:?}", req.method)))?;
         let mut builder = client.request(method, url).timeout(self.timeout);
@@ -207,7 +260,7 @@ impl Outbound {
         if !req.body.is_empty() {
             builder = builder.body(req.body);
         }
-        let mut response = builder.send().await.map_err(classify)?;
+        let mut response = builder.send().await.map_err(failed)?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -221,7 +274,7 @@ impl Outbound {
             .collect();
         let mut body = Vec::new();
         while body.len() < BODY_LIMIT {
-            match response.chunk().await.map_err(classify)? {
+            match response.chunk().await.map_err(failed)? {
                 Some(chunk) => {
                     let room = BODY_LIMIT - body.len();
                     body.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -237,28 +290,45 @@ impl Outbound {
     }
 }
 
-fn classify(error: reqwest::Error) -> HttpError {
-    if error.is_timeout() {
-        HttpError::Timeout
-    } else if error.is_builder() {
-        HttpError::Other(error_chain(&error))
-    } else {
-        // connect, request and body errors all mean the exchange broke on the wire
-        HttpError::Connect(error_chain(&error))
-    }
-}
-
-/// reqwest's Display hides the cause ("error sending request"); the chain
-/// says what an operator needs ("connection refused", "invalid peer certificate").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
+/// The text of a reqwest error and its causes, without a URL. reqwest's own
+/// message ends in `for url (<the whole URL>)`, and its Display hides the
+/// cause that an operator needs ("connection refused", "invalid peer
+/// certificate"); here every reqwest error in the chain is named by its kind
+/// and every other cause by its own text.
+fn describe(error: &reqwest::Error) -> String {
+    let mut parts = vec![reqwest_kind(error)];
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        parts.push(match cause.downcast_ref::<reqwest::Error>() {
+            Some(inner) => reqwest_kind(inner),
+            None => cause.to_string(),
+        });
         source = cause.source();
     }
-    text
+    parts.join(": ")
+}
+
+/// What reqwest's Display says before `for url (...)`.
+fn reqwest_kind(error: &reqwest::Error) -> String {
+    if let Some(status) = error.status() {
+        return format!("HTTP status {status}");
+    }
+    let kind = if error.is_builder() {
+        "builder error"
+    } else if error.is_redirect() {
+        "error following redirect"
+    } else if error.is_request() {
+        "error sending request"
+    } else if error.is_body() {
+        "request or response body error"
+    } else if error.is_decode() {
+        "error decoding response body"
+    } else if error.is_upgrade() {
+        "error upgrading connection"
+    } else {
+        "HTTP client error"
+    };
+    kind.to_owned()
 }
 
 #[cfg(test)]
@@ -310,6 +380,128 @@ mod tests {
         let denied = outbound.send(request("http://b.example/hook")).await;
         assert!(matches!(denied, Err(HttpError::Denied(_))));
         assert_eq!(recorder.take(), [request("http://a.example/hook")]);
+    }
+
+    const SECRETS: [&str; 5] = ["alice", "S3cretPW", "PATHSECRET", "QTOKEN", "FRAGSECRET"];
+
+    fn post(url: &str) -> Request {
+        Request {
+            method: "POST".into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: b"{}".to_vec(),
+        }
+    }
+
+    /// A URL with a secret in each part, on a port of 127.0.0.1.
+    fn secret_url(port: u16) -> String {
+        format!("http://alice:S3cretPW@127.0.0.1:{port}/hook/PATHSECRET?token=QTOKEN#FRAGSECRET")
+    }
+
+    fn outbound(port: u16, timeout: Duration) -> Outbound {
+        let allow = Allowlist::new(&[format!("127.0.0.1:{port}")]);
+        Outbound::new(Outbound::shared_client(), allow, timeout)
+    }
+
+    /// A port nothing listens on: bound, then released.
+    fn refused_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    fn assert_no_secret(text: &str) {
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{secret} in {text:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_host_port_and_cause_but_no_url_part() {
+        let port = refused_port();
+        let error = outbound(port, Duration::from_secs(5))
+            .send(post(&secret_url(port)))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, HttpError::Connect { .. }), "{error:?}");
+        let text = error.to_string();
+        assert_no_secret(&text);
+        assert!(
+            text.starts_with(&format!(
+                "connection failed (http://127.0.0.1:{port}/...): error sending request"
+            )),
+            "{text}"
+        );
+        assert!(text.to_lowercase().contains("connection refused"), "{text}");
+        assert!(!text.contains("for url"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn log_url_full_shows_the_path_and_query_but_not_the_password() {
+        let port = refused_port();
+        let error = outbound(port, Duration::from_secs(5))
+            .with_log_url(LogUrl::Full)
+            .send(post(&secret_url(port)))
+            .await
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains(&format!(
+                "(http://alice:***@127.0.0.1:{port}/hook/PATHSECRET?token=QTOKEN#FRAGSECRET)"
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("S3cretPW"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_names_host_and_port() {
+        // Accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let error = outbound(port, Duration::from_millis(200))
+            .send(post(&secret_url(port)))
+            .await
+            .unwrap_err();
+        silent.abort();
+        assert_eq!(
+            error,
+            HttpError::Timeout {
+                target: format!("http://127.0.0.1:{port}/...")
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            format!("timed out (http://127.0.0.1:{port}/...)")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_built_names_the_target_only() {
+        let port = refused_port();
+        let mut request = post(&secret_url(port));
+        request
+            .headers
+            .push(("X-Bad".into(), "line\nbreak\u{7f}".into()));
+        request.headers.push(("Bad Name".into(), "v".into()));
+        let error = outbound(port, Duration::from_secs(5))
+            .send(request)
+            .await
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(matches!(error, HttpError::Other(_)), "{error:?}");
+        assert_no_secret(&text);
+        assert!(
+            text.starts_with(&format!(
+                "request to http://127.0.0.1:{port}/... not sent: builder error"
+            )),
+            "{text}"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::compile_cache::CompileCache;
 use crate::outbound::{self, Outbound};
+use crate::redact::redact;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -84,8 +85,9 @@ pub enum Outcome {
 pub struct Delivery {
     /// What the plugin decided.
     pub outcome: Outcome,
-    /// The last `http.send` result of the call (`HTTP 503`, `timed out`, ...),
-    /// so a dead letter can say what the destination did.
+    /// The last `http.send` result of the call (`HTTP 503 from
+    /// https://host:443/...`, `HTTP request timed out (...)`), so a dead letter
+    /// can say what the destination did.
     pub last_http: Option<String>,
 }
 
@@ -255,7 +257,9 @@ pub struct SinkSpec {
     pub init_json: String,
     /// Where the plugin's `http.send` goes.
     pub outbound: Outbound,
-    /// Values that must never reach a log line (configured header values).
+    /// Values that must never reach a log line, a reject reason or an init
+    /// error: what [`Subscription::secrets`](crate::config::Subscription::secrets)
+    /// lists. Text the plugin writes is searched for each of them.
     pub secrets: Vec<String>,
 }
 
@@ -313,7 +317,7 @@ impl Sink {
                     types::Outcome::Delivered => Outcome::Delivered,
                     types::Outcome::Retry(ms) => Outcome::Retry(ms.map(Duration::from_millis)),
                     types::Outcome::Reject(reason) => {
-                        Outcome::Reject(truncate(reason, REASON_BYTES))
+                        Outcome::Reject(truncate(redact(&reason, &self.spec.secrets), REASON_BYTES))
                     }
                 };
                 Ok(Delivery { outcome, last_http })
@@ -349,7 +353,9 @@ impl Sink {
             .await
             .map_err(|e| self.trap(e))?;
         store.data_mut().end_call();
-        init.map_err(PluginError::Init)?;
+        // `sinkhost check` prints this and a rejected reload logs it; plugins
+        // like to quote the config they refuse.
+        init.map_err(|reason| PluginError::Init(redact(&reason, &self.spec.secrets)))?;
         Ok(Instance { store, bindings })
     }
 
@@ -445,6 +451,7 @@ impl types::Host for State {}
 impl http::Host for State {
     async fn send(&mut self, req: http::Request) -> Result<http::Response, http::HttpError> {
         let started = Instant::now();
+        let target = self.spec.outbound.shown(&req.url);
         let request = outbound::Request {
             method: method_name(req.method),
             url: req.url,
@@ -454,8 +461,9 @@ impl http::Host for State {
         let result = self.spec.outbound.send(request).await;
         self.waiting += started.elapsed();
         crate::metrics::http_result(&self.spec.subscription, &result);
+        // The error's text names its target already.
         self.last_http = Some(match &result {
-            Ok(response) => format!("HTTP {}", response.status),
+            Ok(response) => format!("HTTP {} from {target}", response.status),
             Err(error) => format!("HTTP request {error}"),
         });
         match result {
@@ -464,8 +472,10 @@ impl http::Host for State {
                 headers: response.headers,
                 body: response.body,
             }),
-            Err(outbound::HttpError::Timeout) => Err(http::HttpError::Timeout),
-            Err(outbound::HttpError::Connect(m)) => Err(http::HttpError::Connect(m)),
+            Err(outbound::HttpError::Timeout { .. }) => Err(http::HttpError::Timeout),
+            Err(outbound::HttpError::Connect { target, detail }) => {
+                Err(http::HttpError::Connect(format!("{target}: {detail}")))
+            }
             Err(outbound::HttpError::Denied(m)) => Err(http::HttpError::Denied(m)),
             Err(outbound::HttpError::Other(m)) => Err(http::HttpError::Other(m)),
         }
@@ -520,16 +530,6 @@ fn truncate(mut text: String, max: usize) -> String {
     text
 }
 
-/// Replaces every secret in `text` with `[redacted]`.
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    secrets
-        .iter()
-        .filter(|secret| secret.len() >= 4)
-        .fold(text.to_owned(), |text, secret| {
-            text.replace(secret.as_str(), "[redacted]")
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,18 +539,5 @@ mod tests {
         assert_eq!(truncate("short".into(), 10), "short");
         assert_eq!(truncate("abcdef".into(), 3), "abc...[truncated]");
         assert_eq!(truncate("éé".into(), 3), "é...[truncated]");
-    }
-
-    #[test]
-    fn redact_hides_secrets_but_not_short_noise() {
-        let secrets = vec![
-            "Bearer s3cr3t".to_owned(),
-            "s3cr3t".to_owned(),
-            "ab".to_owned(),
-        ];
-        assert_eq!(
-            redact("sent Bearer s3cr3t and s3cr3t, ab", &secrets),
-            "sent [redacted] and [redacted], ab"
-        );
     }
 }

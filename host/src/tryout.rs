@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::app;
 use crate::config::{Origin, PluginRef, Subscription, Webhook};
 use crate::outbound::{self, Allowlist, Outbound};
-use crate::plugin::{Delivery, Limits, Message, PluginError, Runtime, redact};
+use crate::plugin::{Delivery, Limits, Message, PluginError, Runtime};
+use crate::redact::{LogUrl, redact, show_url};
 
 /// One plugin run, as the command line describes it.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct TryOut {
     pub dry_run: bool,
     /// Per-request timeout when sending for real.
     pub timeout: Duration,
+    /// How much of the URL the output may show (`webhook.log_url`).
+    pub log_url: LogUrl,
 }
 
 /// What happened.
@@ -64,6 +67,7 @@ impl TryOut {
             webhook: Webhook {
                 url: self.url.clone(),
                 headers: self.webhook_headers.clone(),
+                log_url: self.log_url,
             },
             settings: self.settings.clone(),
             timeout: self.timeout,
@@ -73,6 +77,8 @@ impl TryOut {
             ack_wait: self.timeout * 2,
             ordering: crate::config::Ordering::None,
             rate_limit: None,
+            // Nothing on the command line is expanded from the environment.
+            expanded: Vec::new(),
             origin: Origin {
                 file: PathBuf::from("<command line>"),
                 line: None,
@@ -90,11 +96,10 @@ impl TryOut {
             let (outbound, recorder) = Outbound::dry_run(allow);
             (outbound, Some(recorder))
         } else {
-            (
-                Outbound::new(Outbound::shared_client(), allow, sub.timeout),
-                None,
-            )
+            let client = Outbound::shared_client();
+            (Outbound::new(client, allow, sub.timeout), None)
         };
+        let outbound = outbound.with_log_url(self.log_url);
         let runtime = Runtime::new(Limits::default(), 2)?;
         let sink = runtime.sink(app::sink_spec(&sub, outbound))?;
         sink.check().await?;
@@ -112,7 +117,13 @@ impl TryOut {
         let result = sink.deliver(&message).await;
         let secrets = sub.secrets();
         let requests = recorder
-            .map(|r| r.take().iter().map(|req| render(req, &secrets)).collect())
+            .map(|r| {
+                let taken = r.take();
+                taken
+                    .iter()
+                    .map(|req| render(req, self.log_url, &secrets))
+                    .collect()
+            })
             .unwrap_or_default();
         Ok(Report { result, requests })
     }
@@ -128,10 +139,11 @@ const SENSITIVE: &[&str] = &[
     "webhook-signature",
 ];
 
-/// A request as an author wants to read it: method and URL, headers with
-/// credentials masked, and the body (text, or its size when binary).
-pub fn render(req: &outbound::Request, secrets: &[String]) -> String {
-    let mut text = format!("{} {}\n", req.method, redact(&req.url, secrets));
+/// A request as an author wants to read it: method and URL (as `log_url`
+/// lets it be shown), headers with credentials masked, and the body (text, or
+/// its size when binary).
+pub fn render(req: &outbound::Request, log_url: LogUrl, secrets: &[String]) -> String {
+    let mut text = format!("{} {}\n", req.method, show_url(&req.url, log_url));
     for (name, value) in &req.headers {
         let shown = if SENSITIVE.contains(&name.to_ascii_lowercase().as_str()) {
             "[masked]".to_owned()
@@ -164,10 +176,16 @@ mod tests {
             ],
             body: br#"{"key":"tok-12345"}"#.to_vec(),
         };
-        let shown = render(&req, &["tok-12345".into()]);
+        let secrets = ["tok-12345".to_owned()];
+        let shown = render(&req, LogUrl::Host, &secrets);
         assert_eq!(
             shown,
-            "POST http://h.example/hook?token=[redacted]\nAuthorization: [masked]\nX-Echo: copy of [redacted]\nContent-Type: application/json\n\n{\"key\":\"[redacted]\"}"
+            "POST http://h.example:80/...\nAuthorization: [masked]\nX-Echo: copy of [redacted]\nContent-Type: application/json\n\n{\"key\":\"[redacted]\"}"
+        );
+        let full = render(&req, LogUrl::Full, &secrets);
+        assert!(
+            full.starts_with("POST http://h.example/hook?token=tok-12345\n"),
+            "{full}"
         );
     }
 }

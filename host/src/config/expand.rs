@@ -33,6 +33,10 @@ use std::fmt;
 #[derive(Debug)]
 pub(crate) struct Expanded {
     pub(crate) text: String,
+    /// Every non-empty value taken from the environment, once each: `config`
+    /// treats those that land in a subscription's `webhook` or `settings` as
+    /// secrets. A `default` is not among them; it is written in the file.
+    pub(crate) from_env: Vec<String>,
     /// `source_line[i]` is the 1-based source line of expanded line `i + 1`. A
     /// variable whose value contains a newline makes one source line several.
     source_line: Vec<usize>,
@@ -90,18 +94,37 @@ impl fmt::Display for Problem {
     }
 }
 
+/// What expansion has produced so far: the text and the values it took from
+/// the environment.
+struct Output {
+    text: String,
+    from_env: Vec<String>,
+}
+
+impl Output {
+    fn push_env(&mut self, value: String) {
+        self.text.push_str(&value);
+        if !value.is_empty() && !self.from_env.contains(&value) {
+            self.from_env.push(value);
+        }
+    }
+}
+
 /// Expands every non-comment line of `text` with values from `env`.
 pub(crate) fn expand(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Expanded, ExpandError> {
-    let mut out = String::with_capacity(text.len());
+    let mut out = Output {
+        text: String::with_capacity(text.len()),
+        from_env: Vec::new(),
+    };
     let mut source_line = Vec::new();
     for (index, line) in text.split_inclusive('\n').enumerate() {
         let number = index + 1;
-        let start = out.len();
+        let start = out.text.len();
         if line.trim_start().starts_with('#') {
-            out.push_str(line);
+            out.text.push_str(line);
         } else {
             expand_into(line, env, &mut out).map_err(|failure| match failure {
                 Failure::Unset(var) => ExpandError::Unset { line: number, var },
@@ -111,7 +134,7 @@ pub(crate) fn expand(
                 },
             })?;
         }
-        let produced = &out[start..];
+        let produced = &out.text[start..];
         let breaks = produced.matches('\n').count();
         let lines = if produced.ends_with('\n') {
             breaks
@@ -121,7 +144,8 @@ pub(crate) fn expand(
         source_line.extend(std::iter::repeat_n(number, lines.max(1)));
     }
     Ok(Expanded {
-        text: out,
+        text: out.text,
+        from_env: out.from_env,
         source_line,
     })
 }
@@ -135,23 +159,23 @@ enum Failure {
 fn expand_into(
     s: &str,
     env: &dyn Fn(&str) -> Option<String>,
-    out: &mut String,
+    out: &mut Output,
 ) -> Result<(), Failure> {
     let mut rest = s;
     while let Some(dollar) = rest.find('$') {
-        out.push_str(&rest[..dollar]);
+        out.text.push_str(&rest[..dollar]);
         let after = &rest[dollar + 1..];
         if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
+            out.text.push('$');
             rest = tail;
         } else if let Some(inner) = after.strip_prefix('{') {
             rest = substitute(inner, env, out)?;
         } else {
-            out.push('$');
+            out.text.push('$');
             rest = after;
         }
     }
-    out.push_str(rest);
+    out.text.push_str(rest);
     Ok(())
 }
 
@@ -159,7 +183,7 @@ fn expand_into(
 fn substitute<'a>(
     inner: &'a str,
     env: &dyn Fn(&str) -> Option<String>,
-    out: &mut String,
+    out: &mut Output,
 ) -> Result<&'a str, Failure> {
     let name_len = inner
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -178,7 +202,7 @@ fn substitute<'a>(
     }
     if let Some(tail) = after_name.strip_prefix('}') {
         match env(name) {
-            Some(value) => out.push_str(&value),
+            Some(value) => out.push_env(value),
             None => return Err(Failure::Unset(name.to_owned())),
         }
         return Ok(tail);
@@ -187,7 +211,7 @@ fn substitute<'a>(
         let end = closing_brace(default_and_tail).ok_or(Failure::Syntax(Problem::Unterminated))?;
         let (default, tail) = (&default_and_tail[..end], &default_and_tail[end + 1..]);
         match env(name) {
-            Some(value) if !value.is_empty() => out.push_str(&value),
+            Some(value) if !value.is_empty() => out.push_env(value),
             _ => expand_into(default, env, out)?,
         }
         return Ok(tail);
@@ -349,6 +373,19 @@ mod tests {
             (1..=5).map(|l| expanded.source_line(l)).collect::<Vec<_>>(),
             [1, 2, 2, 3, 4]
         );
+    }
+
+    #[test]
+    fn values_from_the_environment_are_recorded_once_and_defaults_are_not() {
+        let expanded = expand(
+            "a: ${HOST}\nb: ${HOST}/${TOKEN}\nc: ${UNSET:-fallback}\nd: '${EMPTY}'\n# ${NOPE}\n",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(expanded.from_env, ["example.test", "t0k$en"]);
+        // A default that refers to a set variable takes its value from the environment.
+        let nested = expand("a: ${UNSET:-${HOST}}", &env).unwrap();
+        assert_eq!(nested.from_env, ["example.test"]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Ordering, Storage};
+use super::{LogUrl, Ordering, Storage};
 
 /// One `config.d/*.yml` file. Both keys are optional; a file may hold either or both.
 ///
@@ -116,8 +116,10 @@ pub(crate) struct RawSubscription {
     /// ```
     /// Optional mapping, default `{}`: plugin-specific, handed to the plugin as
     /// JSON. The host reads one key itself: `allow_hosts`, further hosts the
-    /// plugin may call (`host` = any port, `host:port` = that port only). String values under keys containing `secret`,
-    /// `key`, `token` or `password` are redacted from logs.
+    /// plugin may call (`host` = any port, `host:port` = that port only). Strings
+    /// and numbers under keys containing `secret`, `key`, `token` or `password`,
+    /// and every value that came from `${VAR}`, are redacted from what the
+    /// plugin logs or reports.
     pub(crate) settings: Option<serde_json::Value>,
 
     /// `timeout: "15s"` — optional, default `15s`, greater than 0. Deadline of one
@@ -158,7 +160,10 @@ pub(crate) struct RawSubscription {
 
 /// The `webhook:` block of a subscription.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a webhook mapping (url, headers)")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a webhook mapping (url, headers, log_url)"
+)]
 pub(crate) struct RawWebhook {
     /// `url: "https://shop.example.com/stripe-webhook"` — required, an absolute
     /// `http://` or `https://` URL.
@@ -171,4 +176,12 @@ pub(crate) struct RawWebhook {
     /// ```
     /// Optional, header name -> value. Values are treated as secrets (never logged).
     pub(crate) headers: Option<BTreeMap<String, String>>,
+
+    /// `log_url: full` — optional, `host` (default) or `full`. What of `url` the
+    /// host may print in logs, dead letters (`Sinkhost-Last-Error`), `dlq list`
+    /// and `check`: by default only `scheme://host:port/...`, because for many
+    /// destinations (Slack, Discord, Teams, `?api_key=`) the URL itself is the
+    /// credential. `full` is for a URL that holds no secret: its path, query
+    /// and fragment are shown (a password in it never is).
+    pub(crate) log_url: Option<LogUrl>,
 }

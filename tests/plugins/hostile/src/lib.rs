@@ -10,6 +10,7 @@
 //!   file: /tmp/secret                # snoop: a file it tries to read
 //!   lines: 100000                    # log-flood: how many lines in one call
 //!   line_bytes: 102400               # log-flood: how long each line is
+//!   note: "${SOME_VAR}"              # echo, init-echo: any value, quoted back
 //! ```
 //!
 //! | mode | what it does in `deliver` |
@@ -18,6 +19,8 @@
 //! | `loop` | spins forever |
 //! | `alloc` | allocates until memory runs out |
 //! | `init-error` | (in `init`) refuses to start |
+//! | `init-echo` | (in `init`) refuses to start, quoting its whole config |
+//! | `echo` | logs its whole config (url, headers, settings) and rejects quoting it |
 //! | `three-calls` | three HTTP calls, then delivered |
 //! | `huge-reject` | rejects with a 10 MiB reason |
 //! | `retry-forever` | asks for a retry after `u64::MAX` ms |
@@ -41,11 +44,16 @@ struct Settings {
     lines: Option<u32>,
     #[serde(default)]
     line_bytes: Option<usize>,
+    #[serde(default)]
+    #[allow(dead_code)] // only ever quoted back through `echo`
+    note: Option<String>,
 }
 
 struct Hostile {
     url: String,
     settings: Settings,
+    /// The config as `echo` quotes it.
+    echo: String,
 }
 
 /// What an attempt to read something from outside the sandbox gave.
@@ -69,12 +77,22 @@ impl Hostile {
 impl Sink for Hostile {
     fn init(config: Config) -> Result<Self, String> {
         let settings: Settings = config.settings()?;
-        if settings.mode == "init-error" {
-            return Err("settings.mode is init-error: refusing to start".into());
+        // What a careless plugin puts in its messages: everything it was given.
+        let echo = serde_json::json!({
+            "url": config.webhook.url,
+            "headers": config.webhook.headers,
+            "settings": config.settings::<serde_json::Value>()?,
+        })
+        .to_string();
+        match settings.mode.as_str() {
+            "init-error" => return Err("settings.mode is init-error: refusing to start".into()),
+            "init-echo" => return Err(format!("refusing to start with {echo}")),
+            _ => {}
         }
         Ok(Hostile {
             url: config.webhook.url,
             settings,
+            echo,
         })
     }
 
@@ -102,6 +120,10 @@ impl Sink for Hostile {
             }
             "huge-reject" => Outcome::Reject("x".repeat(10 << 20)),
             "retry-forever" => Outcome::Retry(Some(u64::MAX)),
+            "echo" => {
+                log::log(log::Level::Warn, &format!("my config is {}", self.echo));
+                Outcome::Reject(format!("rejecting; my config is {}", self.echo))
+            }
             "forbidden-http" => {
                 let target = self.settings.target.clone().unwrap_or_default();
                 let result = match http::send(&http::Request::post(target).body(msg.id.clone())) {
