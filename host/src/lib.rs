@@ -1,31 +1,23 @@
 //! sinkhost forwards NATS JetStream messages to destinations through
 //! WebAssembly sink plugins.
 //!
-//! Data flows one way: [`config`] -> `bus` -> [`plugin`] -> `outbound` ->
-//! `retry` -> `bus` ack. [`app::run`] wires them together; `cli` is the
-//! binary's front door. [`redact`] (how a webhook URL is shown, what counts as
-//! a secret) sits under all of them.
+//! The folders are the layers, and data flows one way through them:
+//! [`config`] is read once; `bus` fetches each message and hands it, through
+//! the pure rules of `delivery`, to a [`plugin`], whose HTTP goes out through
+//! [`outbound`]; `delivery` reads the result and `bus` acks, naks or
+//! dead-letters. `run` sets it up and keeps it running (prepare, supervisor,
+//! reload), `tools` are the one-shot commands (replays, plugin test/new,
+//! publish), [`cli`] parses and dispatches, and `ops` (health, metrics,
+//! traces) is used from every layer. Imports point down only:
+//! cli -> tools -> run -> bus -> delivery -> plugin -> outbound -> config,
+//! with ops beside them; `layers` (a unit test) keeps it so.
 
-pub mod app;
 mod bus;
 pub mod cli;
-pub mod compile_cache;
 pub mod config;
-pub mod deadletter;
-mod lag;
-mod lease;
-mod metrics;
-mod ordering;
+mod delivery;
+mod ops;
 pub mod outbound;
 pub mod plugin;
-mod ratelimit;
-pub mod redact;
-pub mod reload;
-pub mod replay;
-pub mod retry;
-pub mod scaffold;
-mod server;
-pub mod stream_replay;
-mod supervisor;
-mod trace;
-pub mod tryout;
+mod run;
+mod tools;

@@ -3,7 +3,7 @@
 //! Owns the shared reqwest client (keep-alive pool, rustls), the per-subscription
 //! allowlist and timeout, the bounded read of response bodies, and the one
 //! place an outbound failure becomes text ([`HttpError`]): that text names the
-//! destination as `scheme://host:port/...` (see [`crate::redact`]), never by
+//! destination as `scheme://host:port/...` (see [`crate::config::redact`]), never by
 //! the URL reqwest would print, because for many webhooks the URL is the
 //! credential. It knows nothing of wasm: `plugin` converts the WIT records to
 //! and from these types.
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::redact::{self, LogUrl};
+use crate::config::redact::{self, LogUrl};
 
 /// Response bodies are cut off after this many bytes, so a destination that
 /// answers with gigabytes cannot exhaust the host's memory.

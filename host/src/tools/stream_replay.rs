@@ -21,11 +21,11 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 
+use crate::bus::deadletter;
 use crate::config::{Config, Subscription};
-use crate::deadletter;
+use crate::delivery::retry::{Action, Attempt, Policy};
 use crate::plugin::{self, Sink};
-use crate::replay::{find_subscription, main_stream, only_sink};
-use crate::retry::{Action, Attempt, Policy};
+use crate::tools::replay::{find_subscription, main_stream, only_sink};
 
 /// How long to wait for the next stored message before calling the stream silent.
 const READ_WAIT: Duration = Duration::from_secs(10);

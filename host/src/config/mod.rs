@@ -20,6 +20,7 @@
 mod expand;
 mod lines;
 mod raw;
+pub mod redact;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -34,9 +35,9 @@ use expand::{ExpandError, Expanded};
 use lines::KeyLines;
 use raw::{RawFile, RawStream, RawSubscription, RawWebhook};
 
-pub use crate::ratelimit::RateLimit;
-pub use crate::redact::LogUrl;
-use crate::redact::{self, MIN_SECRET_LEN};
+pub use crate::bus::ratelimit::RateLimit;
+pub use crate::config::redact::LogUrl;
+use redact::MIN_SECRET_LEN;
 
 /// The plugin a subscription without `plugin:` uses.
 pub const DEFAULT_PLUGIN: &str = "http-webhook";

@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::app;
+use crate::config::redact::{LogUrl, redact, show_url};
 use crate::config::{Origin, PluginRef, Subscription, Webhook};
 use crate::outbound::{self, Allowlist, Outbound};
 use crate::plugin::{Delivery, Limits, Message, PluginError, Runtime};
-use crate::redact::{LogUrl, redact, show_url};
+use crate::run;
 
 /// One plugin run, as the command line describes it.
 #[derive(Debug, Clone)]
@@ -101,7 +101,7 @@ impl TryOut {
         };
         let outbound = outbound.with_log_url(self.log_url);
         let runtime = Runtime::new(Limits::default(), 2)?;
-        let sink = runtime.sink(app::sink_spec(&sub, outbound))?;
+        let sink = runtime.sink(run::sink_spec(&sub, outbound))?;
         sink.check().await?;
         let message = Message {
             subject: self.subject.clone(),

@@ -23,9 +23,9 @@ use std::time::{Duration, SystemTime};
 use futures::stream::BoxStream;
 use sha2::{Digest as _, Sha256};
 
-use crate::app::PrepareError;
 use crate::config::{self, Config, ConfigError, PluginSearch, Subscription};
-use crate::supervisor::ApplyError;
+use crate::run::PrepareError;
+use crate::run::supervisor::ApplyError;
 
 /// How often the watcher looks at config.d.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -273,7 +273,7 @@ impl From<PrepareError> for ReloadError {
 pub fn report(result: &Result<Plan, ReloadError>) {
     match result {
         Ok(plan) => {
-            crate::metrics::config_reload("applied");
+            crate::ops::metrics::config_reload("applied");
             tracing::info!(
                 added = %plan.added.join(","),
                 removed = %plan.removed.join(","),
@@ -284,7 +284,7 @@ pub fn report(result: &Result<Plan, ReloadError>) {
             );
         }
         Err(error) => {
-            crate::metrics::config_reload("rejected");
+            crate::ops::metrics::config_reload("rejected");
             tracing::error!(
                 error = %error,
                 "config reload rejected; the running config is unchanged"

@@ -8,6 +8,9 @@
 //! subscriptions belong to the `supervisor`; a reload goes through the same
 //! validation as the start before the supervisor changes any of them.
 
+pub(crate) mod reload;
+pub(crate) mod supervisor;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,12 +22,12 @@ use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Subscription};
-use crate::metrics;
+use crate::ops::metrics;
+use crate::ops::server::{self, Health};
 use crate::outbound::{Allowlist, Outbound};
 use crate::plugin::{Limits, PluginError, Runtime, Sink, SinkSpec};
-use crate::reload::{self, ConfigSource, Plan, ReloadError, Reloading, Watcher};
-use crate::server::{self, Health};
-use crate::supervisor::{self, Supervisor};
+use reload::{ConfigSource, Plan, ReloadError, Reloading, Watcher};
+use supervisor::Supervisor;
 
 /// How to reach NATS. Field names follow the `nats` CLI's flags and variables.
 #[derive(Debug, Clone, Default)]

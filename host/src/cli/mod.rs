@@ -7,16 +7,16 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
-use crate::app::{self, NatsOptions};
+use crate::bus::deadletter;
+use crate::config::redact::LogUrl;
 use crate::config::{self, Config, PluginSearch};
-use crate::deadletter;
 use crate::plugin::{Delivery, Limits, Outcome};
-use crate::redact::LogUrl;
-use crate::reload::{ConfigSource, Reloading};
-use crate::replay::{self, Fate};
-use crate::scaffold::{self, Lang};
-use crate::stream_replay::{self, Start};
-use crate::tryout::TryOut;
+use crate::run::reload::{ConfigSource, Reloading};
+use crate::run::{self, NatsOptions};
+use crate::tools::replay::{self, Fate};
+use crate::tools::scaffold::{self, Lang};
+use crate::tools::stream_replay::{self, Start};
+use crate::tools::tryout::TryOut;
 
 /// Exit code for an invalid configuration (`check`, and `run` before it starts).
 pub const EXIT_CONFIG: u8 = 2;
@@ -326,12 +326,12 @@ async fn execute(cli: Cli) -> ExitCode {
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
                     .with_context(|| format!("binding {listen}"))?;
-                app::run(config, reloading, nats.into(), listener, shutdown_signal()).await
+                run::run(config, reloading, nats.into(), listener, shutdown_signal()).await
             }
             .await;
             match result {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) if e.downcast_ref::<app::PrepareError>().is_some() => config_error(&*e),
+                Err(e) if e.downcast_ref::<run::PrepareError>().is_some() => config_error(&*e),
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "sinkhost stopped");
                     ExitCode::FAILURE
@@ -344,7 +344,7 @@ async fn execute(cli: Cli) -> ExitCode {
                 Ok(config) => config,
                 Err(e) => return config_error(&e),
             };
-            match app::prepare(&config, Limits::default()).await {
+            match run::prepare(&config, Limits::default()).await {
                 Ok(prepared) => {
                     for p in &prepared {
                         println!(

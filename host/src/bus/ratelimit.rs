@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::metrics;
+use crate::ops::metrics;
 
 /// A validated `rate_limit:`: `count` attempts per `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

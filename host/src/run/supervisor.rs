@@ -25,14 +25,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::Prepared;
+use crate::bus::deadletter::{self, DeadLetterError};
 use crate::bus::{self, BusError, Subscriber};
 use crate::config::{Config, StreamConfig, Subscription};
-use crate::deadletter::{self, DeadLetterError};
-use crate::metrics;
+use crate::ops::metrics;
+use crate::ops::server::Health;
 use crate::plugin::{Limits, PluginError, Runtime};
-use crate::reload::{self, Digest, Plan, Running};
-use crate::server::Health;
+use crate::run::Prepared;
+use crate::run::reload::{self, Digest, Plan, Running};
 
 /// Plugin instances the process makes room for: what config.d needs at start
 /// plus as much again (at least 1024, at most 4096 more), so a reload may add

@@ -13,7 +13,7 @@ use async_nats::jetstream::consumer::PullConsumer;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::metrics;
+use crate::ops::metrics;
 
 /// How often the consumer info is read: often enough for an alert, rare
 /// enough to cost the server nothing (one small request per subscription).

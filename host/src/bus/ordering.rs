@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use crate::metrics;
+use crate::ops::metrics;
 
 /// The per-subject queues of one subscription.
 pub(crate) struct SubjectQueues {

@@ -10,6 +10,12 @@
 //! in `ratelimit`) only make a delivery wait before an attempt; `lease` keeps
 //! the message acked-in-progress meanwhile.
 
+pub(crate) mod deadletter;
+mod lag;
+mod lease;
+mod ordering;
+pub(crate) mod ratelimit;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -24,13 +30,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::bus::lease::{Lease, Shutdown};
+use crate::bus::ordering::{SubjectQueues, Turn};
+use crate::bus::ratelimit::TokenBucket;
 use crate::config::{self, Storage, StreamConfig, Subscription};
-use crate::lease::{Lease, Shutdown};
-use crate::ordering::{SubjectQueues, Turn};
+use crate::delivery::retry::{Action, Attempt, Policy};
+use crate::ops::{metrics, trace};
 use crate::plugin::{self, Delivery, Outcome, Sink};
-use crate::ratelimit::TokenBucket;
-use crate::retry::{Action, Attempt, Policy};
-use crate::{deadletter, lag, metrics, trace};
 
 /// Why the bus could not set up a stream or consumer.
 #[derive(Debug, thiserror::Error)]

@@ -19,10 +19,10 @@ pub enum Lang {
 
 /// The WIT package, copied into JS and Python projects (their toolchains read it).
 const WIT: &[(&str, &str)] = &[
-    ("wit/types.wit", include_str!("../../wit/types.wit")),
-    ("wit/http.wit", include_str!("../../wit/http.wit")),
-    ("wit/log.wit", include_str!("../../wit/log.wit")),
-    ("wit/sink.wit", include_str!("../../wit/sink.wit")),
+    ("wit/types.wit", include_str!("../../../wit/types.wit")),
+    ("wit/http.wit", include_str!("../../../wit/http.wit")),
+    ("wit/log.wit", include_str!("../../../wit/log.wit")),
+    ("wit/sink.wit", include_str!("../../../wit/sink.wit")),
 ];
 
 /// Why the project could not be written.
@@ -87,32 +87,32 @@ pub fn create(
             vec![
                 (
                     "Cargo.toml",
-                    fill(include_str!("../../templates/rust/Cargo.toml.tmpl")),
+                    fill(include_str!("../../../templates/rust/Cargo.toml.tmpl")),
                 ),
                 (
                     "src/lib.rs",
-                    fill(include_str!("../../templates/rust/src/lib.rs.tmpl")),
+                    fill(include_str!("../../../templates/rust/src/lib.rs.tmpl")),
                 ),
             ]
         }
         Lang::Js => vec![
             (
                 "package.json",
-                fill(include_str!("../../templates/js/package.json.tmpl")),
+                fill(include_str!("../../../templates/js/package.json.tmpl")),
             ),
             (
                 "src/plugin.js",
-                include_str!("../../templates/js/src/plugin.js").to_owned(),
+                include_str!("../../../templates/js/src/plugin.js").to_owned(),
             ),
         ],
         Lang::Python => vec![
             (
                 "requirements.txt",
-                include_str!("../../templates/python/requirements.txt").to_owned(),
+                include_str!("../../../templates/python/requirements.txt").to_owned(),
             ),
             (
                 "app.py",
-                fill(include_str!("../../templates/python/app.py")),
+                fill(include_str!("../../../templates/python/app.py")),
             ),
         ],
     };
@@ -121,7 +121,7 @@ pub fn create(
     }
     files.push((
         "order.json",
-        include_str!("../../templates/order.json").to_owned(),
+        include_str!("../../../templates/order.json").to_owned(),
     ));
     let mut written = Vec::new();
     for (relative, contents) in files {

@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics;
+use crate::ops::metrics;
 
 /// What `/healthz` reports on.
 #[derive(Debug, Default)]

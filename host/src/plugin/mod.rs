@@ -21,9 +21,11 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::compile_cache::CompileCache;
+pub mod compile_cache;
+
+use crate::config::redact::redact;
 use crate::outbound::{self, Outbound};
-use crate::redact::redact;
+use compile_cache::CompileCache;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -460,7 +462,7 @@ impl http::Host for State {
         };
         let result = self.spec.outbound.send(request).await;
         self.waiting += started.elapsed();
-        crate::metrics::http_result(&self.spec.subscription, &result);
+        crate::ops::metrics::http_result(&self.spec.subscription, &result);
         // The error's text names its target already.
         self.last_http = Some(match &result {
             Ok(response) => format!("HTTP {} from {target}", response.status),

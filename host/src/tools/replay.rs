@@ -4,7 +4,7 @@
 //! A replay never republishes to the original subject, which would reach every
 //! subscription whose subject matches; it hands the stored payload and headers
 //! to the one subscription's [`Sink`], compiled and initialised by
-//! [`app::prepare`] exactly as `run` does. Each dead letter gets one attempt
+//! [`run::prepare`] exactly as `run` does. Each dead letter gets one attempt
 //! (no backoff, no retries): what still fails stays where it is, for a later
 //! replay. This module prints nothing; the caller gets one [`Replayed`] per
 //! dead letter as it goes, and a [`Summary`].
@@ -14,10 +14,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use async_nats::jetstream;
 
+use crate::bus::deadletter::{self, DeadLetter, Stored};
 use crate::config::{Config, Subscription};
-use crate::deadletter::{self, DeadLetter, Stored};
 use crate::plugin::{self, Delivery, Limits, Outcome, Sink};
-use crate::{app, bus};
+use crate::{bus, run};
 
 /// What became of one dead letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,7 +185,7 @@ pub(crate) async fn only_sink(config: &Config, sub: &Subscription) -> anyhow::Re
         stream: config.stream.clone(),
         subscriptions: vec![sub.clone()],
     };
-    let prepared = app::prepare(&only_this, Limits::default()).await?;
+    let prepared = run::prepare(&only_this, Limits::default()).await?;
     Ok(prepared
         .into_iter()
         .next()
