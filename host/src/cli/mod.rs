@@ -8,10 +8,11 @@ use anyhow::Context as _;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::bus::deadletter;
+use crate::config::ConfigSource;
 use crate::config::redact::LogUrl;
 use crate::config::{self, Config, PluginSearch};
 use crate::plugin::{Delivery, Limits, Outcome};
-use crate::run::reload::{ConfigSource, Reloading};
+use crate::run::reload::Reloading;
 use crate::run::{self, NatsOptions};
 use crate::tools::replay::{self, Fate};
 use crate::tools::scaffold::{self, Lang};

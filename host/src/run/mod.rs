@@ -21,12 +21,13 @@ use async_nats::jetstream;
 use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ConfigSource;
 use crate::config::{Config, Subscription};
 use crate::ops::metrics;
 use crate::ops::server::{self, Health};
 use crate::outbound::{Allowlist, Outbound};
 use crate::plugin::{Limits, PluginError, Runtime, Sink, SinkSpec};
-use reload::{ConfigSource, Plan, ReloadError, Reloading, Watcher};
+use reload::{Plan, ReloadError, Reloading, Watcher};
 use supervisor::Supervisor;
 
 /// How to reach NATS. Field names follow the `nats` CLI's flags and variables.

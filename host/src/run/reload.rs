@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use futures::stream::BoxStream;
 use sha2::{Digest as _, Sha256};
 
-use crate::config::{self, Config, ConfigError, PluginSearch, Subscription};
+use crate::config::{Config, ConfigError, ConfigSource, Subscription};
 use crate::run::PrepareError;
 use crate::run::supervisor::ApplyError;
 
@@ -33,24 +33,7 @@ pub const POLL: Duration = Duration::from_millis(250);
 /// copy of several files is read once, complete.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
 
-/// Where config.d is and how its plugin names resolve: what a reload reads
-/// again, exactly as the start (and `sinkhost check`) did.
-#[derive(Debug, Clone)]
-pub struct ConfigSource {
-    /// The config directory.
-    pub dir: PathBuf,
-    /// Where built-in plugin names resolve.
-    pub plugins: PluginSearch,
-}
-
-impl ConfigSource {
-    /// Loads and validates config.d, expanding `${VAR}` from the environment.
-    pub fn load(&self) -> Result<Config, ConfigError> {
-        config::load(&self.dir, &|name| std::env::var(name).ok(), &self.plugins)
-    }
-}
-
-/// How `app::run` reloads its config.
+/// How `run` reloads its config.
 pub struct Reloading {
     /// config.d.
     pub source: ConfigSource,
@@ -367,6 +350,7 @@ fn fingerprint(dir: &Path, plugin_files: &[PathBuf]) -> Fingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::PluginSearch;
 
     /// A config.d in a temporary directory, loaded the way `run` loads it.
     struct Dir(tempfile::TempDir);
