@@ -12,7 +12,7 @@
 //! imports nothing else of the host: `config`, `outbound`, `plugin` and `tryout`
 //! all build on it.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::{Position, Url};
 
 /// Shorter values are not redacted from plugin text: replacing every `1` of a
@@ -26,7 +26,7 @@ const MASK: &str = "[redacted]";
 const HIDDEN_TAIL: &str = "/...";
 
 /// How much of `webhook.url` the host may print.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogUrl {
     /// `log_url: host` (the default): `scheme://host:port/...`; the path,

@@ -4,4 +4,6 @@
 //! and when to retry, how long to wait and when to give up ([`retry`]). No I/O
 //! and no clock here: callers wait, ack and dead-letter.
 
+pub(crate) mod classify;
+pub(crate) mod message;
 pub(crate) mod retry;

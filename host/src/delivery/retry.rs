@@ -3,8 +3,13 @@
 //! A pure function of the attempt's typed result, the attempt number and the
 //! subscription's schedule. It owns no I/O and no clock: the bus applies the
 //! [`Action`] it returns (ack, nak with delay, or dead-letter then terminate).
+//! [`in_place`] runs attempt after attempt of one message for the callers that
+//! keep a retried message (ordered subscriptions, `sinkhost replay`); how an
+//! attempt is made and how a delay is waited out is theirs ([`Attempts`]).
 
 use std::time::Duration;
+
+use crate::config::Subscription;
 
 /// The longest delay the host ever asks JetStream for, whether from the backoff
 /// schedule or from a plugin (e.g. a `Retry-After: 86400`).
@@ -29,6 +34,17 @@ pub enum Attempt {
     Failed(String),
 }
 
+impl Attempt {
+    /// What the attempt came to, in words, for a log line.
+    pub(crate) fn reason(&self) -> &str {
+        match self {
+            Attempt::Delivered => "delivered",
+            Attempt::Retry { reason, .. } => reason,
+            Attempt::Reject(reason) | Attempt::Failed(reason) => reason,
+        }
+    }
+}
+
 /// What the bus does with the message next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -50,6 +66,27 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The policy of `sub`: `retries + 1` attempts, `backoff` doubling.
+    pub(crate) fn of(sub: &Subscription) -> Self {
+        Policy {
+            max_attempts: sub.max_attempts(),
+            backoff: sub.backoff,
+        }
+    }
+
+    /// The result of an attempt numbered past `max_attempts`, which is only
+    /// reachable when the outcome of the last one never reached JetStream
+    /// (host killed, dead-letter write failed): such a message is given up
+    /// without calling the plugin again. `None` for an attempt within limits.
+    pub(crate) fn lost(&self, attempt: u32) -> Option<Attempt> {
+        (attempt > self.max_attempts).then(|| {
+            Attempt::Failed(format!(
+                "attempt {attempt} of {}: the last attempt's outcome was lost (host stopped or dead-letter write failed)",
+                self.max_attempts
+            ))
+        })
+    }
+
     /// Decides what follows attempt number `attempt` (1-based) that produced `result`.
     pub fn decide(&self, result: Attempt, attempt: u32) -> Action {
         match result {
@@ -76,6 +113,55 @@ impl Policy {
         self.backoff
             .checked_mul(1u32 << doublings)
             .map_or(MAX_DELAY, |d| d.min(MAX_DELAY))
+    }
+}
+
+/// How [`in_place`] makes the attempts of one message and waits between them.
+pub(crate) trait Attempts {
+    /// Makes attempt number `attempt`; `None` when it was abandoned (the
+    /// message has left the loop, e.g. returned to the stream at shutdown).
+    async fn attempt(&mut self, attempt: u32) -> Option<Attempt>;
+
+    /// Attempt number `attempt` failed with `failed` and the policy retries it
+    /// after `delay`: waits it out and says `Some`, or says `None` when the
+    /// message leaves the loop instead (handed back to JetStream with the delay,
+    /// or abandoned while waiting).
+    async fn retry_after(&mut self, delay: Duration, failed: &Attempt, attempt: u32) -> Option<()>;
+}
+
+/// How [`in_place`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// Delivered on this attempt.
+    Delivered(u32),
+    /// To be dead-lettered with this reason after this many attempts.
+    DeadLetter(String, u32),
+    /// It left the loop (see [`Attempts`]); nothing more to do here.
+    Left,
+}
+
+/// Runs attempts of one message from number `first` on, as `policy` decides,
+/// until it is delivered, must be dead-lettered or leaves the loop.
+pub(crate) async fn in_place(policy: Policy, first: u32, attempts: &mut impl Attempts) -> Settled {
+    let mut attempt = first;
+    loop {
+        let Some(result) = attempts.attempt(attempt).await else {
+            return Settled::Left;
+        };
+        match policy.decide(result.clone(), attempt) {
+            Action::Ack => return Settled::Delivered(attempt),
+            Action::DeadLetter(reason) => return Settled::DeadLetter(reason, attempt),
+            Action::Nak(delay) => {
+                if attempts
+                    .retry_after(delay, &result, attempt)
+                    .await
+                    .is_none()
+                {
+                    return Settled::Left;
+                }
+                attempt += 1;
+            }
+        }
     }
 }
 
@@ -158,5 +244,81 @@ mod tests {
             backoff: Duration::ZERO,
         };
         assert_eq!(zero.delay_after(3), Duration::ZERO);
+    }
+
+    /// Answers each attempt from a script and records the waits.
+    struct Scripted {
+        results: Vec<Option<Attempt>>,
+        waits: Vec<(Duration, u32)>,
+        leave_on_wait: bool,
+    }
+
+    impl Attempts for Scripted {
+        async fn attempt(&mut self, _attempt: u32) -> Option<Attempt> {
+            self.results.remove(0)
+        }
+
+        async fn retry_after(&mut self, delay: Duration, _: &Attempt, attempt: u32) -> Option<()> {
+            self.waits.push((delay, attempt));
+            (!self.leave_on_wait).then_some(())
+        }
+    }
+
+    fn scripted(results: Vec<Option<Attempt>>, leave_on_wait: bool) -> Scripted {
+        Scripted {
+            results,
+            waits: Vec::new(),
+            leave_on_wait,
+        }
+    }
+
+    #[tokio::test]
+    async fn in_place_retries_on_the_schedule_until_delivered() {
+        let mut attempts = scripted(
+            vec![
+                Some(retry(None)),
+                Some(retry(None)),
+                Some(Attempt::Delivered),
+            ],
+            false,
+        );
+        assert_eq!(
+            in_place(POLICY, 1, &mut attempts).await,
+            Settled::Delivered(3)
+        );
+        assert_eq!(
+            attempts.waits,
+            [(Duration::from_secs(2), 1), (Duration::from_secs(4), 2)]
+        );
+    }
+
+    #[tokio::test]
+    async fn in_place_gives_up_after_the_last_attempt() {
+        let mut attempts = scripted(vec![Some(retry(None)); 4], false);
+        assert_eq!(
+            in_place(POLICY, 1, &mut attempts).await,
+            Settled::DeadLetter("gave up after 4 attempts; last: HTTP 503".into(), 4)
+        );
+        assert_eq!(attempts.waits.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn in_place_stops_where_the_message_leaves() {
+        let mut handed_back = scripted(vec![Some(retry(None))], true);
+        assert_eq!(in_place(POLICY, 2, &mut handed_back).await, Settled::Left);
+        assert_eq!(handed_back.waits, [(Duration::from_secs(4), 2)]);
+        let mut abandoned = scripted(vec![None], false);
+        assert_eq!(in_place(POLICY, 1, &mut abandoned).await, Settled::Left);
+    }
+
+    #[test]
+    fn an_attempt_past_the_last_was_lost() {
+        assert_eq!(POLICY.lost(4), None);
+        assert_eq!(
+            POLICY.lost(5),
+            Some(Attempt::Failed(
+                "attempt 5 of 4: the last attempt's outcome was lost (host stopped or dead-letter write failed)".into()
+            ))
+        );
     }
 }

@@ -120,6 +120,11 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    /// A trap or a blown CPU deadline: the plugin's fault, counted as such.
+    pub fn is_trap(&self) -> bool {
+        matches!(self, PluginError::Trap(_) | PluginError::Deadline(_))
+    }
+
     /// A short, stable label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -1,10 +1,16 @@
 //! The one-shot commands behind `cli`: replaying dead letters ([`replay`]) and
-//! stored messages ([`stream_replay`]), running a plugin on one message
-//! ([`tryout`]) and writing a new plugin project ([`scaffold`]). They build on
-//! `run` (a subscription's plugin is prepared exactly as `run` prepares it)
-//! and print nothing: `cli` renders what they return.
+//! stored messages ([`stream_replay`]) with one set of result types
+//! ([`results`]), listing dead letters ([`dlq`]), publishing ([`publish`]),
+//! running a plugin on one message ([`tryout`]) and writing a new plugin
+//! project ([`scaffold`]). They build on `run` (a subscription's plugin is
+//! prepared exactly as `run` prepares it, see [`select`]) and print nothing:
+//! `cli` prints what they return.
 
+pub(crate) mod dlq;
+pub(crate) mod publish;
 pub(crate) mod replay;
+pub(crate) mod results;
 pub(crate) mod scaffold;
+pub(crate) mod select;
 pub(crate) mod stream_replay;
 pub(crate) mod tryout;

@@ -1,96 +1,106 @@
 //! `sinkhost plugin test`: run one plugin on one message, without NATS.
 //!
-//! Builds the same subscription, init JSON and sandbox that `run` would, hands
-//! the plugin a single message and reports its outcome. With `dry_run` the
-//! `http` import records requests instead of sending them, so an author can see
-//! exactly what a destination would receive. Owns no delivery policy: the
-//! outcome is reported, not acted on.
+//! Builds the subscription through config's own validation ([`config::load_text`]
+//! on a one-entry document made from the command line, so it gets every default
+//! and check `run` applies), prepares the plugin as `run` does, hands it a
+//! single message and reports its outcome. With `dry_run` the `http` import
+//! records requests instead of sending them, so an author can see exactly what
+//! a destination would receive. Owns no delivery policy: the outcome is
+//! reported, not acted on.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::redact::{LogUrl, redact, show_url};
-use crate::config::{Origin, PluginRef, Subscription, Webhook};
+use crate::config::{self, ConfigError, PluginSearch, Subscription};
 use crate::outbound::{self, Allowlist, Outbound};
 use crate::plugin::{Delivery, Limits, Message, PluginError, Runtime};
 use crate::run;
 
 /// One plugin run, as the command line describes it.
 #[derive(Debug, Clone)]
-pub struct TryOut {
-    /// The resolved `.wasm`.
-    pub plugin: PathBuf,
-    /// The name shown for it.
-    pub plugin_name: String,
+pub(crate) struct TryOut {
+    /// The plugin as given: a built-in name or a path to a `.wasm`.
+    pub(crate) plugin: String,
+    /// Where built-in names resolve.
+    pub(crate) plugins: PluginSearch,
     /// `webhook.url`.
-    pub url: String,
+    pub(crate) url: String,
     /// `webhook.headers`.
-    pub webhook_headers: BTreeMap<String, String>,
+    pub(crate) webhook_headers: BTreeMap<String, String>,
     /// `settings`.
-    pub settings: serde_json::Value,
+    pub(crate) settings: serde_json::Value,
     /// The message's subject.
-    pub subject: String,
+    pub(crate) subject: String,
     /// The message's payload.
-    pub payload: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
     /// The message's NATS headers.
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// The message id the plugin sees.
-    pub id: String,
+    pub(crate) id: String,
     /// Record requests instead of sending them.
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Per-request timeout when sending for real.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// How much of the URL the output may show (`webhook.log_url`).
-    pub log_url: LogUrl,
+    pub(crate) log_url: LogUrl,
 }
 
 /// What happened.
 #[derive(Debug)]
-pub struct Report {
+pub(crate) struct Report {
     /// The plugin's outcome, or why the call failed.
-    pub result: Result<Delivery, PluginError>,
+    pub(crate) result: Result<Delivery, PluginError>,
     /// The requests the plugin made (dry run only), secrets masked.
-    pub requests: Vec<String>,
+    pub(crate) requests: Vec<String>,
 }
 
+/// Why the plugin could not be run at all.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TryOutError {
+    /// The command line does not make a valid subscription.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The plugin did not load or its `init` failed.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+}
+
+/// What the one-entry document of a try-out is called in messages.
+const ORIGIN: &str = "plugin test";
+
 impl TryOut {
-    fn subscription(&self) -> Subscription {
-        Subscription {
-            name: "plugin-test".into(),
-            subject: self.subject.clone(),
-            consumer: "plugin-test".into(),
-            plugin: PluginRef {
-                name: self.plugin_name.clone(),
-                path: self.plugin.clone(),
+    /// The subscription `run` would run for this command line.
+    fn subscription(&self) -> Result<Subscription, ConfigError> {
+        let entry = serde_json::json!({
+            "name": "plugin-test",
+            "subject": self.subject,
+            "consumer": "plugin-test",
+            "plugin": self.plugin,
+            "webhook": {
+                "url": self.url,
+                "headers": self.webhook_headers,
+                "log_url": self.log_url,
             },
-            webhook: Webhook {
-                url: self.url.clone(),
-                headers: self.webhook_headers.clone(),
-                log_url: self.log_url,
-            },
-            settings: self.settings.clone(),
-            timeout: self.timeout,
-            retries: 3,
-            backoff: Duration::from_secs(2),
-            max_concurrency: 1,
-            ack_wait: self.timeout * 2,
-            ordering: crate::config::Ordering::None,
-            rate_limit: None,
-            // Nothing on the command line is expanded from the environment.
-            expanded: Vec::new(),
-            origin: Origin {
-                file: PathBuf::from("<command line>"),
-                line: None,
-            },
-        }
+            "settings": self.settings,
+            "timeout": humantime::format_duration(self.timeout).to_string(),
+            "ack_wait": humantime::format_duration(self.timeout * 2).to_string(),
+            "max_concurrency": 1,
+        });
+        let document = serde_json::json!({ "subscriptions": [entry] });
+        let yaml = serde_yaml::to_string(&document).expect("JSON values are valid YAML");
+        // Nothing on the command line is a `${VAR}`.
+        let text = yaml.replace('$', "$$");
+        let mut config = config::load_text(ORIGIN, &text, &|_| None, &self.plugins)?;
+        Ok(config.subscriptions.remove(0))
     }
 
     /// Loads and initialises the plugin, then delivers the message once. A
-    /// plugin that fails to load or `init` is an `Err`; a failed `deliver`
-    /// is reported in [`Report::result`].
-    pub async fn run(&self) -> Result<Report, PluginError> {
-        let sub = self.subscription();
+    /// command line that is no valid subscription, or a plugin that fails to
+    /// load or `init`, is an `Err`; a failed `deliver` is reported in
+    /// [`Report::result`].
+    pub(crate) async fn run(&self) -> Result<Report, TryOutError> {
+        let sub = self.subscription()?;
         let allow = Allowlist::new(&sub.allowed_hosts());
         let (outbound, recorder) = if self.dry_run {
             let (outbound, recorder) = Outbound::dry_run(allow);
@@ -142,7 +152,7 @@ const SENSITIVE: &[&str] = &[
 /// A request as an author wants to read it: method and URL (as `log_url`
 /// lets it be shown), headers with credentials masked, and the body (text, or
 /// its size when binary).
-pub fn render(req: &outbound::Request, log_url: LogUrl, secrets: &[String]) -> String {
+pub(crate) fn render(req: &outbound::Request, log_url: LogUrl, secrets: &[String]) -> String {
     let mut text = format!("{} {}\n", req.method, show_url(&req.url, log_url));
     for (name, value) in &req.headers {
         let shown = if SENSITIVE.contains(&name.to_ascii_lowercase().as_str()) {

@@ -1,0 +1,259 @@
+//! The path of one message: wait for its turn (ordering) and a token (rate
+//! limit), call the plugin, and settle with JetStream as `delivery` decides —
+//! ack, nak with delay (or, for an ordered subscription, wait the delay here
+//! and try again), or write the dead letter and terminate. A malformed message
+//! is dead-lettered without a plugin call. The [`Lease`] keeps the message
+//! acked-in-progress through every wait, and hands it back to the stream when
+//! shutdown catches it before it started.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::message::{AckKind, Info};
+use async_nats::jetstream::{self};
+use tracing::Instrument;
+
+use super::Subscriber;
+use super::deadletter;
+use super::lease::{Lease, Shutdown};
+use super::ordering::Turn;
+use super::ratelimit::TokenBucket;
+use crate::delivery::classify::{call_limit, classify};
+use crate::delivery::message::{for_plugin, id_of};
+use crate::delivery::retry::{self, Attempt, Attempts, Policy, Settled};
+use crate::ops::{metrics, trace};
+
+/// Delivers one message and settles it with JetStream, in the `delivery`
+/// span that puts its subscription, id and trace id on every log line.
+///
+/// With a `turn` (`ordering: per-subject`) the message first waits until the
+/// previous message of its subject is done, and retries in place (a nak with
+/// delay would let the next message of its subject overtake it). With a
+/// `limiter` every attempt first takes a rate-limit token.
+pub(super) async fn deliver(
+    subscriber: Arc<Subscriber>,
+    message: jetstream::Message,
+    turn: Option<Turn>,
+    limiter: Option<Arc<TokenBucket>>,
+    shutdown: Shutdown,
+) {
+    let span = trace::delivery_span(&subscriber.sub.name, message.headers.as_ref());
+    deliver_in_span(subscriber, message, turn, limiter, shutdown)
+        .instrument(span)
+        .await;
+}
+
+async fn deliver_in_span(
+    subscriber: Arc<Subscriber>,
+    message: jetstream::Message,
+    mut turn: Option<Turn>,
+    limiter: Option<Arc<TokenBucket>>,
+    shutdown: Shutdown,
+) {
+    let sub = &subscriber.sub;
+    let info = match message.info() {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::error!(subscription = %sub.name, error = %e, "message without JetStream metadata; leaving it to redelivery");
+            return;
+        }
+    };
+    let one = One {
+        id: id_of(message.headers.as_ref(), info.stream_sequence),
+        subscriber: &subscriber,
+        message: &message,
+        info: &info,
+    };
+    tracing::Span::current().record("message_id", one.id.as_str());
+    let policy = subscriber.policy();
+    if let Some(malformed) = &message.malformed {
+        // Bytes no client library would produce: no plugin is handed a
+        // guess at them. The dead letter keeps them as they arrived.
+        let reason = format!("malformed message: {}", malformed.reason);
+        metrics::delivery(&sub.name, "malformed", Duration::ZERO);
+        if !one.dead_letter(0, &reason).await {
+            one.settle(AckKind::Nak(Some(policy.delay_after(1)))).await;
+        }
+        return;
+    }
+    let mut lease = Lease::new(&message, &sub.name, sub.ack_wait, &shutdown);
+    if let Some(turn) = &mut turn {
+        // Waits on through `stop` (only `abort` ends it), so a message goes back
+        // to the stream after the earlier ones of its subject, not before.
+        if lease.run(turn.ready()).await.is_none() {
+            one.return_unstarted().await;
+            return;
+        }
+    }
+    let first = u32::try_from(info.delivered).unwrap_or(u32::MAX);
+    let ordered = turn.is_some();
+    let mut attempts = BusAttempts {
+        one: &one,
+        lease,
+        limiter,
+        ordered,
+        policy,
+    };
+    match retry::in_place(policy, first, &mut attempts).await {
+        Settled::Delivered(attempt) => {
+            tracing::debug!(subscription = %sub.name, message_id = %one.id, attempt, "delivered");
+            one.settle(AckKind::Ack).await;
+        }
+        Settled::DeadLetter(reason, attempt) => {
+            while !one
+                .dead_letter(attempt.min(policy.max_attempts), &reason)
+                .await
+            {
+                let delay = policy.delay_after(attempt);
+                if !ordered {
+                    one.settle(AckKind::Nak(Some(delay))).await;
+                    return;
+                }
+                // The next message of the subject waits until this one is
+                // dead-lettered; try the write again here.
+                let delay = delay.max(Duration::from_secs(1));
+                if attempts
+                    .lease
+                    .wait(tokio::time::sleep(delay))
+                    .await
+                    .is_none()
+                {
+                    one.return_unstarted().await;
+                    return;
+                }
+            }
+        }
+        Settled::Left => {}
+    }
+}
+
+/// The message being delivered, with what settling it needs.
+struct One<'a> {
+    subscriber: &'a Subscriber,
+    message: &'a jetstream::Message,
+    info: &'a Info<'a>,
+    id: String,
+}
+
+/// How `run` makes the attempts of one message (see [`retry::in_place`]).
+struct BusAttempts<'a> {
+    one: &'a One<'a>,
+    lease: Lease<'a>,
+    limiter: Option<Arc<TokenBucket>>,
+    /// Retries wait here (`ordering: per-subject`) instead of going back to
+    /// JetStream with a delay.
+    ordered: bool,
+    policy: Policy,
+}
+
+impl Attempts for BusAttempts<'_> {
+    async fn attempt(&mut self, attempt: u32) -> Option<Attempt> {
+        let one = self.one;
+        let sub = &one.subscriber.sub;
+        let token = async {
+            if let Some(limiter) = &self.limiter {
+                limiter.acquire().await;
+            }
+        };
+        if self.lease.wait(token).await.is_none() {
+            one.return_unstarted().await;
+            return None;
+        }
+        let started = Instant::now();
+        let _in_flight = metrics::in_flight(&sub.name);
+        let (result, label) = match self.policy.lost(attempt) {
+            Some(lost) => (lost, "lost"),
+            None => {
+                let input = for_plugin(one.message, one.info, attempt, self.policy.max_attempts);
+                let call =
+                    tokio::time::timeout(call_limit(sub), one.subscriber.sink.deliver(&input));
+                let Some(called) = self.lease.run(call).await else {
+                    one.settle(AckKind::Nak(None)).await;
+                    metrics::delivery(&sub.name, "aborted", started.elapsed());
+                    tracing::info!(subscription = %sub.name, message_id = %one.id, "shutdown: delivery abandoned, message returned to the stream");
+                    return None;
+                };
+                if matches!(&called, Ok(Err(error)) if error.is_trap()) {
+                    metrics::plugin_trap(&sub.name);
+                }
+                classify(sub, called)
+            }
+        };
+        metrics::delivery(&sub.name, label, started.elapsed());
+        Some(result)
+    }
+
+    async fn retry_after(&mut self, delay: Duration, failed: &Attempt, attempt: u32) -> Option<()> {
+        let one = self.one;
+        tracing::info!(
+            subscription = %one.subscriber.sub.name, message_id = %one.id, subject = %one.message.subject,
+            attempt, max_attempts = self.policy.max_attempts, retry_in_ms = delay.as_millis() as u64,
+            in_place = self.ordered, reason = %failed.reason(), "delivery failed; will retry"
+        );
+        if !self.ordered {
+            one.settle(AckKind::Nak(Some(delay))).await;
+            return None;
+        }
+        if self.lease.wait(tokio::time::sleep(delay)).await.is_none() {
+            one.return_unstarted().await;
+            return None;
+        }
+        Some(())
+    }
+}
+
+impl One<'_> {
+    /// Writes the message to the dead-letter stream and terminates it; false
+    /// (the message stays unsettled) if the write failed.
+    async fn dead_letter(&self, attempts: u32, reason: &str) -> bool {
+        let subscriber = self.subscriber;
+        let sub = &subscriber.sub;
+        let sequence = self.info.stream_sequence;
+        let origin = deadletter::Origin {
+            stream: &subscriber.stream,
+            subscription: &sub.name,
+            subject: &self.message.subject,
+            sequence,
+            message_id: &self.id,
+            attempts,
+            malformed: self.message.malformed.as_deref(),
+        };
+        let written = deadletter::publish(
+            &subscriber.js,
+            &origin,
+            self.message.headers.as_ref(),
+            self.message.payload.clone(),
+            reason,
+        )
+        .await;
+        match written {
+            Ok(()) => {
+                metrics::dead_letter(&sub.name);
+                tracing::warn!(
+                    subscription = %sub.name, message_id = %self.id, subject = %self.message.subject,
+                    stream_sequence = sequence, attempt = attempts, reason = %reason,
+                    dead_letter_subject = %deadletter::subject(&sub.name), "dead-lettered"
+                );
+                self.settle(AckKind::Term).await;
+                true
+            }
+            Err(e) => {
+                tracing::error!(subscription = %sub.name, message_id = %self.id, error = %e, "dead-letter write failed; the message stays in the stream");
+                false
+            }
+        }
+    }
+
+    /// Naks (without delay) a message that shutdown caught before it started.
+    async fn return_unstarted(&self) {
+        self.settle(AckKind::Nak(None)).await;
+        tracing::info!(subscription = %self.subscriber.sub.name, message_id = %self.id, "shutdown: message not started, returned to the stream");
+    }
+
+    async fn settle(&self, kind: AckKind) {
+        if let Err(e) = self.message.ack_with(kind).await {
+            // The server redelivers after ack_wait; the destination dedupes by id.
+            tracing::warn!(subscription = %self.subscriber.sub.name, error = %e, "ack failed");
+        }
+    }
+}

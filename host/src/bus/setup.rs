@@ -1,0 +1,366 @@
+//! Stream and consumer setup: the main stream created or reconciled with
+//! config.d, the seed format's stream found by subject, and each
+//! subscription's durable pull consumer created or updated and then read back,
+//! so a server that kept an old setting fails the start loudly. Comparisons are
+//! typed ([`Drift`]); only messages format the values.
+
+use std::fmt;
+
+use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::{self, ErrorCode, stream};
+
+use crate::config::{Storage, StreamConfig, Subscription};
+
+/// Why the bus could not set up a stream or consumer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BusError {
+    /// A NATS request failed.
+    #[error("{what}: {message}")]
+    Nats {
+        /// What was being done.
+        what: String,
+        /// What NATS said.
+        message: String,
+    },
+    /// The existing stream differs in a setting NATS cannot change.
+    #[error(
+        "stream {stream} exists with {field} {current}, config.d wants {wanted}; NATS cannot change {field} in place (delete or migrate the stream)"
+    )]
+    StreamImmutable {
+        /// The stream.
+        stream: String,
+        /// The setting.
+        field: &'static str,
+        /// Its current value.
+        current: String,
+        /// The configured value.
+        wanted: String,
+    },
+    /// No stream, or more than one, holds a subscription's subject.
+    #[error("subscription {subscription}: {message}; add a `stream:` block to config.d")]
+    NoStream {
+        /// The subscription.
+        subscription: String,
+        /// What was found.
+        message: String,
+    },
+    /// The server kept a consumer setting different from the config.
+    #[error(
+        "consumer {consumer}: {field} is {current} on the server but {wanted} in config.d; the server refused to update it"
+    )]
+    ConsumerDrift {
+        /// The consumer.
+        consumer: String,
+        /// The setting.
+        field: &'static str,
+        /// The server's value.
+        current: String,
+        /// The configured value.
+        wanted: String,
+    },
+}
+
+fn nats_error(what: impl Into<String>) -> impl FnOnce(String) -> BusError {
+    let what = what.into();
+    move |message| BusError::Nats { what, message }
+}
+
+/// Creates the stream when missing, or updates what NATS allows to change
+/// (subjects, max_age); a difference in storage or retention is an error.
+pub(crate) async fn ensure_stream(
+    js: &jetstream::Context,
+    cfg: &StreamConfig,
+) -> Result<(), BusError> {
+    let storage = storage_type(cfg.storage);
+    let wanted = stream::Config {
+        name: cfg.name.clone(),
+        subjects: cfg.subjects.clone(),
+        max_age: cfg.max_age,
+        storage,
+        retention: stream::RetentionPolicy::Limits,
+        ..Default::default()
+    };
+    let mut existing = match js.get_stream(&cfg.name).await {
+        Ok(existing) => existing,
+        Err(e) if is_not_found(e.kind()) => {
+            js.create_stream(wanted)
+                .await
+                .map_err(|e| nats_error(format!("creating stream {}", cfg.name))(e.to_string()))?;
+            tracing::info!(stream = %cfg.name, "created stream");
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(nats_error(format!("looking up stream {}", cfg.name))(
+                e.to_string(),
+            ));
+        }
+    };
+    let current = existing
+        .info()
+        .await
+        .map_err(|e| nats_error(format!("reading stream {}", cfg.name))(e.to_string()))?
+        .config
+        .clone();
+    let immutable = [
+        drift("storage", &current.storage, &wanted.storage),
+        drift("retention", &current.retention, &wanted.retention),
+    ];
+    if let Some(Drift {
+        field,
+        current,
+        wanted,
+    }) = immutable.into_iter().flatten().next()
+    {
+        return Err(BusError::StreamImmutable {
+            stream: cfg.name.clone(),
+            field,
+            current: current.to_lowercase(),
+            wanted: wanted.to_lowercase(),
+        });
+    }
+    if current.subjects != wanted.subjects || current.max_age != wanted.max_age {
+        let updated = stream::Config {
+            subjects: wanted.subjects,
+            max_age: wanted.max_age,
+            ..current
+        };
+        js.update_stream(updated)
+            .await
+            .map_err(|e| nats_error(format!("updating stream {}", cfg.name))(e.to_string()))?;
+        tracing::info!(stream = %cfg.name, "updated stream subjects/max_age to match config.d");
+    }
+    Ok(())
+}
+
+fn is_not_found(kind: GetStreamErrorKind) -> bool {
+    matches!(kind, GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// The JetStream storage type for a configured storage.
+pub(crate) fn storage_type(storage: Storage) -> stream::StorageType {
+    match storage {
+        Storage::File => stream::StorageType::File,
+        Storage::Memory => stream::StorageType::Memory,
+    }
+}
+
+/// Finds the one stream that holds `sub`'s subject, for config.d without a
+/// `stream:` block (the seed's format). Dead-letter streams do not count.
+pub(crate) async fn find_stream(
+    js: &jetstream::Context,
+    sub: &Subscription,
+) -> Result<String, BusError> {
+    #[derive(serde::Deserialize)]
+    struct Names {
+        streams: Option<Vec<String>>,
+    }
+    let request = serde_json::json!({ "subject": sub.subject });
+    let response: jetstream::response::Response<Names> = js
+        .request("STREAM.NAMES", &request)
+        .await
+        .map_err(|e| nats_error("listing streams")(e.to_string()))?;
+    let names: Vec<String> = match response {
+        jetstream::response::Response::Ok(names) => names.streams.unwrap_or_default(),
+        jetstream::response::Response::Err { error } => {
+            return Err(nats_error("listing streams")(error.to_string()));
+        }
+    }
+    .into_iter()
+    .filter(|name| !name.ends_with("_dlq"))
+    .collect();
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(BusError::NoStream {
+            subscription: sub.name.clone(),
+            message: format!("no stream holds subject {:?}", sub.subject),
+        }),
+        many => Err(BusError::NoStream {
+            subscription: sub.name.clone(),
+            message: format!(
+                "subject {:?} is in several streams ({})",
+                sub.subject,
+                many.join(", ")
+            ),
+        }),
+    }
+}
+
+/// The consumer configuration a subscription asks for.
+///
+/// `max_deliver` is unlimited on purpose: the host counts attempts itself and
+/// dead-letters at `retries + 1`. With a server-side limit, a message whose
+/// last attempt was cut short by a crash (or whose dead-letter write failed)
+/// would never be redelivered and so be dropped without a trace.
+pub(crate) fn consumer_config(sub: &Subscription) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(sub.consumer.clone()),
+        description: Some(format!("sinkhost subscription {}", sub.name)),
+        filter_subject: sub.subject.clone(),
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: sub.ack_wait,
+        max_deliver: -1,
+        max_ack_pending: i64::try_from(sub.max_concurrency).unwrap_or(i64::MAX),
+        backoff: Vec::new(),
+        ..Default::default()
+    }
+}
+
+/// Creates the durable consumer or updates it to match the config. The server
+/// refuses changes it cannot make (e.g. deliver policy); the settings that
+/// matter are then read back, so a consumer that kept an old value fails loudly.
+pub(crate) async fn ensure_consumer(
+    js: &jetstream::Context,
+    stream: &str,
+    sub: &Subscription,
+) -> Result<PullConsumer, BusError> {
+    let wanted = consumer_config(sub);
+    let what = format!(
+        "creating or updating consumer {} on stream {stream}",
+        sub.consumer
+    );
+    let stream_handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| nats_error(what.clone())(e.to_string()))?;
+    let mut consumer: PullConsumer = stream_handle
+        .create_consumer(wanted.clone())
+        .await
+        .map_err(|e| nats_error(what.clone())(e.to_string()))?;
+    let got = consumer
+        .info()
+        .await
+        .map_err(|e| nats_error(what.clone())(e.to_string()))?
+        .config
+        .clone();
+    if let Some(Drift {
+        field,
+        current,
+        wanted,
+    }) = consumer_drift(&got, &wanted)
+    {
+        return Err(BusError::ConsumerDrift {
+            consumer: sub.consumer.clone(),
+            field,
+            current,
+            wanted,
+        });
+    }
+    Ok(consumer)
+}
+
+/// A setting the server holds differently from config.d.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Drift {
+    /// The setting, as JetStream names it.
+    pub field: &'static str,
+    /// The server's value.
+    pub current: String,
+    /// The configured value.
+    pub wanted: String,
+}
+
+/// `Some` when `current` differs from `wanted`.
+fn drift<T: PartialEq + fmt::Debug>(field: &'static str, current: &T, wanted: &T) -> Option<Drift> {
+    (current != wanted).then(|| Drift {
+        field,
+        current: format!("{current:?}"),
+        wanted: format!("{wanted:?}"),
+    })
+}
+
+/// The first consumer setting that matters on which the server's consumer
+/// (`got`) differs from what the subscription asked for.
+fn consumer_drift(got: &consumer::Config, wanted: &consumer::pull::Config) -> Option<Drift> {
+    [
+        drift(
+            "filter_subject",
+            &got.filter_subject,
+            &wanted.filter_subject,
+        ),
+        drift("ack_wait", &got.ack_wait, &wanted.ack_wait),
+        drift("max_deliver", &got.max_deliver, &wanted.max_deliver),
+        drift(
+            "max_ack_pending",
+            &got.max_ack_pending,
+            &wanted.max_ack_pending,
+        ),
+        drift("backoff", &got.backoff, &wanted.backoff),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::testing::subscription;
+
+    #[test]
+    fn a_subscription_asks_for_explicit_acks_and_unlimited_deliveries() {
+        let sub = subscription(serde_json::json!({}), &[]);
+        let config = consumer_config(&sub);
+        assert_eq!(config.durable_name.as_deref(), Some("c"));
+        assert_eq!(config.filter_subject, "a.>");
+        assert_eq!(config.ack_policy, AckPolicy::Explicit);
+        assert_eq!(config.deliver_policy, DeliverPolicy::All);
+        assert_eq!(config.ack_wait, Duration::from_secs(120));
+        assert_eq!(config.max_deliver, -1, "the host counts attempts itself");
+        assert_eq!(config.max_ack_pending, 1, "max_concurrency");
+        assert!(config.backoff.is_empty(), "BackOff would replace AckWait");
+    }
+
+    #[test]
+    fn the_first_differing_consumer_setting_is_named() {
+        let sub = subscription(serde_json::json!({}), &[]);
+        let wanted = consumer_config(&sub);
+        let mut got = consumer::Config {
+            filter_subject: wanted.filter_subject.clone(),
+            ack_wait: wanted.ack_wait,
+            max_deliver: wanted.max_deliver,
+            max_ack_pending: wanted.max_ack_pending,
+            ..Default::default()
+        };
+        assert_eq!(consumer_drift(&got, &wanted), None);
+        got.max_ack_pending = 20;
+        got.backoff = vec![Duration::from_secs(2)];
+        assert_eq!(
+            consumer_drift(&got, &wanted),
+            Some(Drift {
+                field: "max_ack_pending",
+                current: "20".into(),
+                wanted: "1".into()
+            })
+        );
+        got.max_ack_pending = 1;
+        assert_eq!(
+            consumer_drift(&got, &wanted).map(|d| (d.field, d.current)),
+            Some(("backoff", "[2s]".into()))
+        );
+    }
+
+    #[test]
+    fn storage_and_retention_differences_are_typed() {
+        assert_eq!(
+            drift(
+                "storage",
+                &stream::StorageType::Memory,
+                &stream::StorageType::File
+            )
+            .map(|d| (d.current.to_lowercase(), d.wanted.to_lowercase())),
+            Some(("memory".into(), "file".into()))
+        );
+        assert_eq!(
+            drift(
+                "storage",
+                &stream::StorageType::File,
+                &stream::StorageType::File
+            ),
+            None
+        );
+    }
+}
