@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use sinkhost::compile_cache::CompileCache;
+use sinkhost::plugin::compile_cache::CompileCache;
 
 use procs::{Nats, SinkhostBin};
 use receiver::Receiver;

@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sinkhost::compile_cache::CompileCache;
 use sinkhost::outbound::{Allowlist, Outbound};
+use sinkhost::plugin::compile_cache::CompileCache;
 use sinkhost::plugin::{Limits, Message, Runtime, SinkSpec};
 
 /// One plugin's figures.

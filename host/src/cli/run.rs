@@ -9,7 +9,7 @@ use clap::Args;
 use super::args::{ConfigArgs, NatsArgs};
 use super::{config_error, init_logging, report};
 use crate::plugin::Limits;
-use crate::run::{self, reload::Reloading};
+use crate::run::{self, watcher::Reloading};
 
 /// `sinkhost run`'s arguments.
 #[derive(Debug, Args)]

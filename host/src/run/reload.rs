@@ -1,12 +1,4 @@
-//! Config reloads: what asks for one, and what one changes.
-//!
-//! A reload is asked for by a signal (SIGHUP in `sinkhost run`) or by a change
-//! in config.d that has then been quiet for [`DEBOUNCE`]. The [`Watcher`]
-//! polls instead of using inotify: a stat of each file every [`POLL`] costs
-//! nothing at this size, needs no dependency and no watch limit, and also sees
-//! what inotify on the directory misses: a Kubernetes ConfigMap swapping its
-//! `..data` symlink (the visible files are symlinks, and their targets' mtime
-//! changes) and a plugin `.wasm` referenced from outside config.d.
+//! Config reloads: what one changes.
 //!
 //! [`plan`] compares the validated new config with what runs, subscription by
 //! subscription (the validated [`Subscription`] minus where it is written, the
@@ -17,31 +9,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::path::PathBuf;
 
-use futures::stream::BoxStream;
 use sha2::{Digest as _, Sha256};
 
-use crate::config::{Config, ConfigError, ConfigSource, Subscription};
-use crate::run::PrepareError;
-use crate::run::supervisor::ApplyError;
-
-/// How often the watcher looks at config.d.
-pub const POLL: Duration = Duration::from_millis(250);
-/// How long config.d must stay unchanged before a change is reloaded, so a
-/// copy of several files is read once, complete.
-pub const DEBOUNCE: Duration = Duration::from_millis(500);
-
-/// How `run` reloads its config.
-pub struct Reloading {
-    /// config.d.
-    pub source: ConfigSource,
-    /// Each item asks for a reload now (SIGHUP in `sinkhost run`).
-    pub requests: BoxStream<'static, ()>,
-    /// Also reload when config.d (or a plugin file it uses) changes.
-    pub watch: bool,
-}
+use crate::config::{Config, Subscription};
+use crate::run::prepare::PrepareError;
 
 /// SHA-256 of a plugin file's content.
 pub type Digest = [u8; 32];
@@ -231,126 +204,10 @@ fn same_entry(running: &Subscription, new: &Subscription) -> bool {
     *running == placed_alike
 }
 
-/// Why a reload was rejected. The running config is untouched.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// config.d does not validate (the message `sinkhost check` prints).
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A changed subscription's plugin does not load or its `init` fails
-    /// (the message `sinkhost check` prints).
-    #[error(transparent)]
-    Plugin(#[from] Box<PrepareError>),
-    /// The change cannot be applied (instance capacity, stream setup).
-    #[error(transparent)]
-    Apply(#[from] ApplyError),
-}
-
-impl From<PrepareError> for ReloadError {
-    fn from(error: PrepareError) -> Self {
-        ReloadError::Plugin(Box::new(error))
-    }
-}
-
-/// Logs and counts the result of one reload.
-pub fn report(result: &Result<Plan, ReloadError>) {
-    match result {
-        Ok(plan) => {
-            crate::ops::metrics::config_reload("applied");
-            tracing::info!(
-                added = %plan.added.join(","),
-                removed = %plan.removed.join(","),
-                restarted = %plan.restarted.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(","),
-                unchanged = %plan.unchanged.join(","),
-                "config reloaded: {}",
-                plan.summary()
-            );
-        }
-        Err(error) => {
-            crate::ops::metrics::config_reload("rejected");
-            tracing::error!(
-                error = %error,
-                "config reload rejected; the running config is unchanged"
-            );
-        }
-    }
-}
-
-/// What the watcher compares: each file's path, size and modification time
-/// (`None` when it cannot be read).
-type Fingerprint = Vec<(PathBuf, Option<(u64, Option<SystemTime>)>)>;
-
-/// Notices changes to config.d (every file directly in it that is not hidden)
-/// and to the plugin files the running config uses.
-#[derive(Debug)]
-pub struct Watcher {
-    dir: PathBuf,
-    seen: Fingerprint,
-    changed_at: Option<tokio::time::Instant>,
-}
-
-impl Watcher {
-    /// Starts from config.d as it is now.
-    pub fn new(dir: &Path, plugin_files: &[PathBuf]) -> Self {
-        Watcher {
-            dir: dir.to_owned(),
-            seen: fingerprint(dir, plugin_files),
-            changed_at: None,
-        }
-    }
-
-    /// Takes config.d as it is now as seen, after a reload read it: a change
-    /// that reload already picked up does not ask for another one.
-    pub fn rebase(&mut self, plugin_files: &[PathBuf]) {
-        self.seen = fingerprint(&self.dir, plugin_files);
-        self.changed_at = None;
-    }
-
-    /// Resolves once something changed and then stayed unchanged for
-    /// [`DEBOUNCE`]. Cancel-safe: what it saw is kept in `self`.
-    pub async fn settled(&mut self, plugin_files: &[PathBuf]) {
-        loop {
-            tokio::time::sleep(POLL).await;
-            let now = fingerprint(&self.dir, plugin_files);
-            if now != self.seen {
-                self.seen = now;
-                self.changed_at = Some(tokio::time::Instant::now());
-            } else if self.changed_at.is_some_and(|at| at.elapsed() >= DEBOUNCE) {
-                self.changed_at = None;
-                return;
-            }
-        }
-    }
-}
-
-/// A few `stat`s; small enough to run on the async thread.
-fn fingerprint(dir: &Path, plugin_files: &[PathBuf]) -> Fingerprint {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|entry| !entry.file_name().as_encoded_bytes().starts_with(b"."))
-        .map(|entry| entry.path())
-        .collect();
-    paths.extend(plugin_files.iter().cloned());
-    paths.sort();
-    paths.dedup();
-    paths
-        .into_iter()
-        .map(|path| {
-            // `metadata` follows symlinks: a swapped target shows as a change.
-            let stat = std::fs::metadata(&path)
-                .ok()
-                .map(|m| (m.len(), m.modified().ok()));
-            (path, stat)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PluginSearch;
+    use crate::config::{ConfigSource, PluginSearch};
 
     /// A config.d in a temporary directory, loaded the way `run` loads it.
     struct Dir(tempfile::TempDir);
@@ -478,28 +335,5 @@ mod tests {
         let empty = digests(&config).unwrap()[&dir.plugin()];
         std::fs::write(dir.plugin(), "other").unwrap();
         assert_ne!(digests(&config).unwrap()[&dir.plugin()], empty);
-    }
-
-    #[test]
-    fn the_watcher_sees_new_changed_and_removed_files() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("10.yml"), "a").unwrap();
-        std::fs::write(dir.path().join(".hidden.swp"), "x").unwrap();
-        let base = fingerprint(dir.path(), &[]);
-        assert_eq!(base.len(), 1, "hidden files are ignored: {base:?}");
-        std::fs::write(dir.path().join(".hidden.swp"), "xy").unwrap();
-        assert_eq!(fingerprint(dir.path(), &[]), base);
-        std::fs::write(dir.path().join("10.yml"), "ab").unwrap();
-        let changed = fingerprint(dir.path(), &[]);
-        assert_ne!(changed, base);
-        std::fs::write(dir.path().join("20.yml"), "b").unwrap();
-        assert_ne!(fingerprint(dir.path(), &[]), changed);
-        std::fs::remove_file(dir.path().join("20.yml")).unwrap();
-        assert_eq!(fingerprint(dir.path(), &[]), changed);
-        let outside = dir.path().join("sub/x.wasm");
-        assert_eq!(
-            fingerprint(dir.path(), std::slice::from_ref(&outside)).len(),
-            2
-        );
     }
 }

@@ -9,7 +9,7 @@
 //! in-flight deliveries finish, nak what is still running after a grace.
 //!
 //! The supervisor applies a [`reload::Plan`] that `reload` worked out and
-//! `app` validated; it does not decide what changed and does not deliver.
+//! `run` validated; it does not decide what changed and does not deliver.
 //! It owns the one plugin [`Runtime`] of the process, sized once at start
 //! (see [`instance_capacity`]): a reload that would need more plugin
 //! instances than that is refused with [`ApplyError::Capacity`].
@@ -30,33 +30,9 @@ use crate::bus::{self, BusError, Subscriber};
 use crate::config::{Config, StreamConfig, Subscription};
 use crate::ops::metrics;
 use crate::ops::server::Health;
-use crate::plugin::{Limits, PluginError, Runtime};
-use crate::run::Prepared;
+use crate::plugin::Runtime;
+use crate::run::prepare::{Prepared, instance_capacity, needed_instances};
 use crate::run::reload::{self, Digest, Plan, Running};
-
-/// Plugin instances the process makes room for: what config.d needs at start
-/// plus as much again (at least 1024, at most 4096 more), so a reload may add
-/// subscriptions or replace all of them. The pool reserves address space, not
-/// memory: about 8 GiB per instance (two 4 GiB memory slots), which is why the
-/// headroom is capped.
-pub fn instance_capacity(config: &Config) -> usize {
-    let at_start = needed_instances(&config.subscriptions);
-    at_start + at_start.clamp(1024, 4096) + 16
-}
-
-/// The process's plugin runtime, with room for [`instance_capacity`] instances.
-pub fn runtime(config: &Config) -> Result<Runtime, PluginError> {
-    let capacity = instance_capacity(config);
-    Runtime::new(
-        Limits::default(),
-        u32::try_from(capacity).unwrap_or(u32::MAX),
-    )
-}
-
-/// The most instances `subs` can hold at once: one per delivery in flight.
-fn needed_instances<'a>(subs: impl IntoIterator<Item = &'a Subscription>) -> usize {
-    subs.into_iter().map(|s| s.max_concurrency).sum()
-}
 
 /// Why a validated config cannot be applied. Nothing has been stopped.
 #[derive(Debug, thiserror::Error)]
