@@ -82,6 +82,22 @@ impl HttpError {
         }
     }
 
+    /// The label of a request's result in metrics: the status class (`2xx`
+    /// ...) or the kind of failure.
+    pub fn result_label(result: &Result<Response, HttpError>) -> &'static str {
+        match result {
+            Ok(response) => match response.status / 100 {
+                1 => "1xx",
+                2 => "2xx",
+                3 => "3xx",
+                4 => "4xx",
+                5 => "5xx",
+                _ => "other",
+            },
+            Err(error) => error.kind(),
+        }
+    }
+
     /// Turns a reqwest failure of a request to `target` (already in its shown
     /// form) into the typed error.
     fn from_reqwest(error: &reqwest::Error, target: &str) -> Self {

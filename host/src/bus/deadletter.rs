@@ -15,6 +15,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::StreamExt;
 
+use crate::config::redact;
+use crate::delivery::message::flatten_headers;
+
 /// The subscription the message was dead-lettered from.
 pub const SUBSCRIPTION: &str = "Sinkhost-Subscription";
 /// The subject it was published to.
@@ -152,13 +155,7 @@ fn header_safe(text: &str) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    if clean.len() > ERROR_BYTES {
-        let mut cut = ERROR_BYTES;
-        while !clean.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        clean.truncate(cut);
-    }
+    redact::cap(&mut clean, ERROR_BYTES);
     clean
 }
 
@@ -337,18 +334,9 @@ pub async fn remove(
 /// and the dead-letter stream's own `Nats-Msg-Id` ([`publish`] drops the
 /// original `Nats-*` headers).
 fn original_headers(headers: Option<&HeaderMap>) -> Vec<(String, String)> {
-    headers
+    flatten_headers(headers)
         .into_iter()
-        .flat_map(HeaderMap::iter)
-        .filter(|(name, _)| {
-            let name = name.to_string();
-            !name.starts_with("Sinkhost-") && !name.starts_with("Nats-")
-        })
-        .flat_map(|(name, values)| {
-            values
-                .iter()
-                .map(move |value| (name.to_string(), value.as_str().to_owned()))
-        })
+        .filter(|(name, _)| !name.starts_with("Sinkhost-") && !name.starts_with("Nats-"))
         .collect()
 }
 

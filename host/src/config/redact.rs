@@ -145,6 +145,21 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
     })
 }
 
+/// Cuts `text` to at most `max` bytes, on a character boundary; true when
+/// something was cut. Log lines, reject reasons and dead-letter headers are
+/// capped with it, so no plugin can make one huge.
+pub fn cap(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +253,18 @@ mod tests {
             redact("sent Bearer s3cr3t and s3cr3t, ab", &secrets),
             "sent [redacted] and [redacted], ab"
         );
+    }
+
+    #[test]
+    fn cap_cuts_on_a_char_boundary() {
+        let mut short = "short".to_owned();
+        assert!(!cap(&mut short, 10));
+        assert_eq!(short, "short");
+        let mut long = "abcdef".to_owned();
+        assert!(cap(&mut long, 3));
+        assert_eq!(long, "abc");
+        let mut wide = "éé".to_owned();
+        assert!(cap(&mut wide, 3));
+        assert_eq!(wide, "é");
     }
 }

@@ -15,8 +15,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::outbound::{HttpError, Response};
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Sub {
     subscription: String,
@@ -244,17 +242,14 @@ pub(crate) fn rate_limit_wait(subscription: &str, waited: Duration) {
         .inc_by(waited.as_secs_f64());
 }
 
-/// Counts one outbound request by status class or error kind.
-pub(crate) fn http_result(subscription: &str, result: &Result<Response, HttpError>) {
-    let result = match result {
-        Ok(response) => format!("{}xx", response.status / 100),
-        Err(error) => error.kind().to_owned(),
-    };
+/// Counts one outbound request under `result`: its status class (`2xx`...)
+/// or why no response came (`timeout`, `connect`, `denied`, `other`).
+pub(crate) fn http_result(subscription: &str, result: &str) {
     METRICS
         .http
         .get_or_create(&SubResult {
             subscription: subscription.to_owned(),
-            result,
+            result: result.to_owned(),
         })
         .inc();
 }

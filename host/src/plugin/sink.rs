@@ -1,0 +1,188 @@
+//! One subscription's plugin: a pool of initialised instances reused across
+//! messages, and one `deliver` call in one of them. A trap or a blown CPU
+//! deadline discards the instance that caused it, never the host.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+use super::bindings::sinkhost::plugin::types;
+use super::bindings::{SinkPlugin, SinkPluginPre};
+use super::state::State;
+use super::{Delivery, Limits, Message, Outcome, PluginError};
+use crate::config::redact::{self, redact};
+use crate::outbound::Outbound;
+
+/// Longest `reject` reason kept, in bytes: it goes into log lines and a
+/// dead-letter header, so a plugin must not be able to make either huge.
+const REASON_BYTES: usize = 4096;
+
+/// What a [`Sink`] needs to know about its subscription.
+#[derive(Debug, Clone)]
+pub struct SinkSpec {
+    /// The subscription's name, for logs.
+    pub subscription: String,
+    /// The `.wasm` file.
+    pub plugin: PathBuf,
+    /// The JSON handed to `init`.
+    pub init_json: String,
+    /// Where the plugin's `http.send` goes.
+    pub outbound: Outbound,
+    /// Values that must never reach a log line, a reject reason or an init
+    /// error: what [`Subscription::secrets`](crate::config::Subscription::secrets)
+    /// lists. Text the plugin writes is searched for each of them.
+    pub secrets: Vec<String>,
+}
+
+/// One subscription's plugin: a pool of initialised instances.
+pub struct Sink {
+    pre: SinkPluginPre<State>,
+    engine: Engine,
+    limits: Limits,
+    spec: Arc<SinkSpec>,
+    idle: Mutex<Vec<Instance>>,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("subscription", &self.spec.subscription)
+            .finish()
+    }
+}
+
+impl Sink {
+    pub(super) fn new(
+        pre: SinkPluginPre<State>,
+        engine: Engine,
+        limits: Limits,
+        spec: Arc<SinkSpec>,
+    ) -> Self {
+        Sink {
+            pre,
+            engine,
+            limits,
+            spec,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Creates and initialises one instance, keeping it for the first message:
+    /// a plugin whose `init` fails is caught before any consumer starts.
+    pub async fn check(&self) -> Result<(), PluginError> {
+        let instance = self.instantiate().await?;
+        self.idle.lock().expect("idle lock").push(instance);
+        Ok(())
+    }
+
+    /// Drops the idle instances, so the next deliveries start fresh ones.
+    pub fn discard_idle(&self) {
+        self.idle.lock().expect("idle lock").clear();
+    }
+
+    /// Runs the plugin's `deliver` on `msg` in a pooled instance. A trap or
+    /// a blown deadline discards the instance.
+    pub async fn deliver(&self, msg: &Message) -> Result<Delivery, PluginError> {
+        let pooled = self.idle.lock().expect("idle lock").pop();
+        let mut instance = match pooled {
+            Some(instance) => instance,
+            None => self.instantiate().await?,
+        };
+        arm(&mut instance.store);
+        let result = instance
+            .bindings
+            .sinkhost_plugin_sink()
+            .call_deliver(&mut instance.store, msg)
+            .await;
+        instance.store.data_mut().end_call();
+        match result {
+            Ok(outcome) => {
+                let last_http = instance.store.data_mut().last_http.take();
+                self.idle.lock().expect("idle lock").push(instance);
+                let outcome = match outcome {
+                    types::Outcome::Delivered => Outcome::Delivered,
+                    types::Outcome::Retry(ms) => Outcome::Retry(ms.map(Duration::from_millis)),
+                    types::Outcome::Reject(reason) => Outcome::Reject(marked_cap(
+                        redact(&reason, &self.spec.secrets),
+                        REASON_BYTES,
+                    )),
+                };
+                Ok(Delivery { outcome, last_http })
+            }
+            Err(error) => Err(self.trap(error)),
+        }
+    }
+
+    async fn instantiate(&self) -> Result<Instance, PluginError> {
+        let state = State::new(self.spec.clone(), self.limits);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.store_limits);
+        let cpu = self.limits.cpu_per_call;
+        store.epoch_deadline_callback(move |ctx| {
+            if ctx.data().cpu_used() >= cpu {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        arm(&mut store);
+        let bindings =
+            self.pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| match self.trap(e) {
+                    PluginError::Trap(message) => PluginError::Instantiate(message),
+                    other => other,
+                })?;
+        let init = bindings
+            .sinkhost_plugin_sink()
+            .call_init(&mut store, &self.spec.init_json)
+            .await
+            .map_err(|e| self.trap(e))?;
+        store.data_mut().end_call();
+        // `sinkhost check` prints this and a rejected reload logs it; plugins
+        // like to quote the config they refuse.
+        init.map_err(|reason| PluginError::Init(redact(&reason, &self.spec.secrets)))?;
+        Ok(Instance { store, bindings })
+    }
+
+    fn trap(&self, error: wasmtime::Error) -> PluginError {
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => PluginError::Deadline(self.limits.cpu_per_call),
+            _ => PluginError::Trap(redact(&format!("{error:#}"), &self.spec.secrets)),
+        }
+    }
+}
+
+struct Instance {
+    store: Store<State>,
+    bindings: SinkPlugin,
+}
+
+/// Starts a call's accounting: CPU budget, log budget, deadline.
+fn arm(store: &mut Store<State>) {
+    store.set_epoch_deadline(1);
+    store.data_mut().begin_call();
+}
+
+/// `text` capped at `max` bytes by [`redact::cap`], saying so when it was cut.
+pub(super) fn marked_cap(mut text: String, max: usize) -> String {
+    if redact::cap(&mut text, max) {
+        text.push_str("...[truncated]");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_says_so() {
+        assert_eq!(marked_cap("short".into(), 10), "short");
+        assert_eq!(marked_cap("abcdef".into(), 3), "abc...[truncated]");
+        assert_eq!(marked_cap("éé".into(), 3), "é...[truncated]");
+    }
+}
