@@ -16,6 +16,8 @@ mod bus;
 pub mod cli;
 pub mod config;
 mod delivery;
+#[cfg(test)]
+mod layers;
 mod ops;
 pub mod outbound;
 pub mod plugin;

@@ -19,13 +19,14 @@
 
 //!
 //! The files: [`model`] (what the rest of the host sees), [`load`] (files ->
-//! model, one document at a time), [`checks`] (the rules for names, subjects,
+//! model, and what spans files), `document` (one document -> model), [`checks`] (the rules for names, subjects,
 //! URLs and durations), [`secrets`] (what of a subscription must never be
 //! printed), [`redact`] (how text is kept safe), [`search`] (where plugin names
 //! resolve), [`source`] (config.d as `run` reloads it), [`error`]; `raw` is
 //! the file format, `expand` the `${VAR}` syntax and `lines` finds keys' lines.
 
 mod checks;
+mod document;
 mod error;
 mod expand;
 mod lines;

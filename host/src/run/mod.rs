@@ -11,6 +11,7 @@
 //! Files depend on each other one way: this one on all, `supervisor` on
 //! `prepare` and `reload`, `reload` on `prepare`.
 
+mod entry;
 mod nats;
 mod prepare;
 pub(crate) mod reload;

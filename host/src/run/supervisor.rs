@@ -1,10 +1,9 @@
 //! The supervisor: one running entry per subscription, started, stopped and
 //! replaced one at a time.
 //!
-//! An entry is a subscription's fetch loop (`bus::consume`) with its own
-//! stop-fetching and abort tokens and its own tracker of in-flight deliveries,
-//! so one subscription can be drained and replaced while the others keep
-//! delivering. Stopping an entry is what shutdown does to all of them: stop
+//! An entry (`entry`) is a subscription's fetch loop with its own tokens and
+//! tracker of in-flight deliveries, so one subscription can be drained and
+//! replaced while the others keep delivering. Stopping an entry is what shutdown does to all of them: stop
 //! fetching (the loop returns the messages it fetched but did not start), let
 //! in-flight deliveries finish, nak what is still running after a grace.
 //!
@@ -20,17 +19,16 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::PullConsumer};
-use tokio::task::JoinHandle;
+use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::bus::deadletter::{self, DeadLetterError};
 use crate::bus::{self, BusError, Subscriber};
-use crate::config::{Config, StreamConfig, Subscription};
+use crate::config::{Config, StreamConfig};
 use crate::ops::metrics;
 use crate::ops::server::Health;
 use crate::plugin::Runtime;
+use crate::run::entry::{Entry, grace};
 use crate::run::prepare::{Prepared, instance_capacity, needed_instances};
 use crate::run::reload::{self, Digest, Plan, Running};
 
@@ -76,16 +74,6 @@ pub struct Supervisor {
     suspended: Vec<(Arc<Subscriber>, Digest)>,
 }
 
-/// One running subscription.
-struct Entry {
-    subscriber: Arc<Subscriber>,
-    digest: Digest,
-    stop_fetching: CancellationToken,
-    abort: CancellationToken,
-    in_flight: TaskTracker,
-    fetch_loop: JoinHandle<()>,
-}
-
 impl Supervisor {
     /// Sets up streams and consumers for `prepared` (all of `config`, compiled
     /// with `runtime`, made by [`runtime`]) and starts consuming. A NATS error here fails the start.
@@ -125,7 +113,7 @@ impl Supervisor {
         }
         for (subscriber, consumer) in subscribers.into_iter().zip(consumers) {
             let digest = digests[&subscriber.sub.plugin.path];
-            let entry = supervisor.spawn(subscriber, digest, Some(consumer));
+            let entry = Entry::spawn(subscriber, digest, Some(consumer), &supervisor.stop);
             supervisor.entries.push(entry);
         }
         supervisor.stream = config.stream;
@@ -225,7 +213,7 @@ impl Supervisor {
 
         for subscriber in subscribers {
             let digest = digests[&subscriber.sub.plugin.path];
-            let entry = self.spawn(subscriber, digest, None);
+            let entry = Entry::spawn(subscriber, digest, None, &self.stop);
             self.entries.push(entry);
         }
         self.entries.sort_by_key(|e| {
@@ -287,7 +275,7 @@ impl Supervisor {
                 js: self.js.clone(),
                 consuming: Arc::new(AtomicBool::new(false)),
             });
-            let entry = self.spawn(subscriber, digest, None);
+            let entry = Entry::spawn(subscriber, digest, None, &self.stop);
             self.entries.push(entry);
         }
         self.publish_health();
@@ -340,44 +328,6 @@ impl Supervisor {
         Ok(subscribers)
     }
 
-    /// Starts consuming; without a `consumer`, first creates or updates it,
-    /// retrying until it works or the entry is stopped.
-    fn spawn(
-        &self,
-        subscriber: Arc<Subscriber>,
-        digest: Digest,
-        consumer: Option<PullConsumer>,
-    ) -> Entry {
-        metrics::consuming(&subscriber.sub.name, false);
-        let stop_fetching = self.stop.child_token();
-        let abort = CancellationToken::new();
-        let in_flight = TaskTracker::new();
-        let fetch_loop = tokio::spawn({
-            let subscriber = subscriber.clone();
-            let stop_fetching = stop_fetching.clone();
-            let abort = abort.clone();
-            let in_flight = in_flight.clone();
-            async move {
-                let consumer = match consumer {
-                    Some(consumer) => consumer,
-                    None => match reconcile(&subscriber, &stop_fetching).await {
-                        Some(consumer) => consumer,
-                        None => return,
-                    },
-                };
-                bus::consume(subscriber, consumer, stop_fetching, abort, in_flight).await;
-            }
-        });
-        Entry {
-            subscriber,
-            digest,
-            stop_fetching,
-            abort,
-            in_flight,
-            fetch_loop,
-        }
-    }
-
     fn publish_health(&self) {
         self.health.set_subscriptions(
             self.entries
@@ -400,71 +350,28 @@ fn storage(stream: Option<&StreamConfig>) -> jetstream::stream::StorageType {
     })
 }
 
-/// Creates or updates the subscription's consumer; on failure logs and tries
-/// again every 5 s (`/healthz` says "starting" meanwhile). None once stopped.
-async fn reconcile(subscriber: &Subscriber, stop: &CancellationToken) -> Option<PullConsumer> {
-    let sub = &subscriber.sub;
-    loop {
-        let result = tokio::select! {
-            () = stop.cancelled() => return None,
-            result = bus::ensure_consumer(&subscriber.js, &subscriber.stream, sub) => result,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Storage, testing::subscription};
+
+    #[test]
+    fn dead_letters_are_stored_like_the_main_stream() {
+        let stream = |storage| StreamConfig {
+            name: "s".into(),
+            subjects: vec![">".into()],
+            max_age: Duration::ZERO,
+            storage,
+            origin: subscription(serde_json::json!({}), &[]).origin,
         };
-        match result {
-            Ok(consumer) => return Some(consumer),
-            Err(e) => tracing::error!(
-                subscription = %sub.name,
-                error = format!("{}: subscription {}: {e}", sub.origin, sub.name),
-                "cannot set up the consumer; retrying in 5s"
-            ),
-        }
-        tokio::select! {
-            () = stop.cancelled() => return None,
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
+        assert_eq!(storage(None), jetstream::stream::StorageType::File);
+        assert_eq!(
+            storage(Some(&stream(Storage::Memory))),
+            jetstream::stream::StorageType::Memory
+        );
+        assert_eq!(
+            storage(Some(&stream(Storage::File))),
+            jetstream::stream::StorageType::File
+        );
     }
-}
-
-impl Entry {
-    /// Stops fetching (returning fetched but unstarted messages), waits up to
-    /// `grace` for in-flight deliveries, then naks those still running.
-    /// `replaced`: the process goes on (a reload), so make sure NATS stops
-    /// sending to this loop; at shutdown closing the connection does that.
-    async fn stop(self, grace: Duration, replaced: bool) {
-        self.stop_fetching.cancel();
-        let _ = self.fetch_loop.await;
-        // The loop's pull request outlives it on the server until the server
-        // has processed the unsubscribe of its inbox; a message sent there
-        // meanwhile would wait out `ack_wait`. The server answers a request
-        // only after what the connection sent before it (a flush only writes),
-        // so after this round trip the next messages go to the replacement.
-        let round_trip = self.subscriber.js.query_account();
-        if replaced
-            && !matches!(
-                tokio::time::timeout(Duration::from_secs(5), round_trip).await,
-                Ok(Ok(_))
-            )
-        {
-            tracing::warn!(subscription = %self.subscriber.sub.name, "NATS did not confirm that the stopped fetch loop's pull request is gone");
-        }
-        self.in_flight.close();
-        if tokio::time::timeout(grace, self.in_flight.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                subscription = %self.subscriber.sub.name, grace = ?grace,
-                "in-flight deliveries still running; returning them to the stream"
-            );
-            self.abort.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(5), self.in_flight.wait()).await;
-        }
-    }
-}
-
-/// Waits as long as the slowest HTTP call of `subs`, but never past their
-/// shortest `ack_wait`, after which JetStream would redeliver anyway.
-fn grace<'a>(subs: impl Iterator<Item = &'a Subscription> + Clone) -> Duration {
-    let longest_call = subs.clone().map(|s| s.timeout).max().unwrap_or_default();
-    let shortest_ack_wait = subs.map(|s| s.ack_wait).min().unwrap_or_default();
-    (longest_call + Duration::from_secs(2)).min(shortest_ack_wait)
 }
