@@ -174,6 +174,59 @@ pub(crate) fn render(req: &outbound::Request, log_url: LogUrl, secrets: &[String
 mod tests {
     use super::*;
 
+    fn tryout(dir: &std::path::Path) -> TryOut {
+        std::fs::write(dir.join("my-sink.wasm"), b"").unwrap();
+        TryOut {
+            plugin: "my-sink".into(),
+            plugins: PluginSearch {
+                dirs: vec![dir.to_owned()],
+            },
+            url: "http://127.0.0.1:8091/hook".into(),
+            webhook_headers: BTreeMap::from([("X-Key".into(), "pa$$word".into())]),
+            settings: serde_json::json!({"api_key": "k3y$HOME"}),
+            subject: "mail.welcome".into(),
+            payload: Vec::new(),
+            headers: Vec::new(),
+            id: "plugin-test-1".into(),
+            dry_run: true,
+            timeout: Duration::from_secs(3),
+            log_url: LogUrl::Host,
+        }
+    }
+
+    #[test]
+    fn the_command_line_becomes_a_validated_subscription() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = tryout(dir.path()).subscription().unwrap();
+        assert_eq!(sub.plugin.path, dir.path().join("my-sink.wasm"));
+        assert_eq!(sub.plugin.name, "my-sink");
+        assert_eq!(sub.timeout, Duration::from_secs(3));
+        assert_eq!(sub.ack_wait, Duration::from_secs(6));
+        assert_eq!((sub.retries, sub.backoff), (3, Duration::from_secs(2)), "config's defaults");
+        assert_eq!(sub.webhook.headers["X-Key"], "pa$$word", "no `${{VAR}}` expansion");
+        assert_eq!(sub.settings["api_key"], "k3y$HOME");
+    }
+
+    #[test]
+    fn a_bad_command_line_gets_configs_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad_url = TryOut {
+            url: "ftp://h/x".into(),
+            ..tryout(dir.path())
+        };
+        let error = bad_url.subscription().unwrap_err().to_string();
+        assert!(
+            error.starts_with("plugin test:") && error.contains("subscriptions[0].webhook.url"),
+            "{error}"
+        );
+        let missing = TryOut {
+            plugin: "nope".into(),
+            ..tryout(dir.path())
+        };
+        let error = missing.subscription().unwrap_err().to_string();
+        assert!(error.contains("plugin \"nope\" not found"), "{error}");
+    }
+
     #[test]
     fn render_masks_credentials_and_configured_secrets() {
         let req = outbound::Request {
