@@ -451,7 +451,6 @@ impl types::Host for State {}
 impl http::Host for State {
     async fn send(&mut self, req: http::Request) -> Result<http::Response, http::HttpError> {
         let started = Instant::now();
-        let target = self.spec.outbound.shown(&req.url);
         let request = outbound::Request {
             method: method_name(req.method),
             url: req.url,
@@ -461,9 +460,9 @@ impl http::Host for State {
         let result = self.spec.outbound.send(request).await;
         self.waiting += started.elapsed();
         crate::metrics::http_result(&self.spec.subscription, &result);
-        // The error's text names its target already.
+        // Both name the destination as the subscription may show it.
         self.last_http = Some(match &result {
-            Ok(response) => format!("HTTP {} from {target}", response.status),
+            Ok(response) => format!("HTTP {} from {}", response.status, response.from),
             Err(error) => format!("HTTP request {error}"),
         });
         match result {
