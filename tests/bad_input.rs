@@ -330,7 +330,9 @@ async fn malformed_messages_are_dead_lettered_and_nothing_else_waits() {
         "no plugin saw a malformed one"
     );
 
-    // Settled: nothing of `raw` waits for a redelivery.
+    // Settled: nothing of `raw` waits for a redelivery. (The dead-letter
+    // metric counts just before the terminating ack goes out, so the
+    // consumer's state is awaited, well inside the 120 s ack_wait.)
     let mut consumer = js
         .get_stream("raw_s")
         .await
@@ -338,7 +340,15 @@ async fn malformed_messages_are_dead_lettered_and_nothing_else_waits() {
         .get_consumer::<async_nats::jetstream::consumer::pull::Config>("raw-consumer")
         .await
         .expect("consumer");
-    let info = consumer.info().await.expect("consumer info");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let info = loop {
+        let info = consumer.info().await.expect("consumer info").clone();
+        let settled = (info.num_ack_pending, info.num_redelivered) == (0, 0);
+        if settled || tokio::time::Instant::now() >= deadline {
+            break info;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
         (info.num_ack_pending, info.num_redelivered),
         (0, 0),
@@ -409,6 +419,39 @@ async fn malformed_messages_are_dead_lettered_and_nothing_else_waits() {
     );
     assert_eq!(dlq_messages(&js, "raw_s").await.len(), MALFORMED.len());
     assert_eq!(raw.count(), readable.len() + 1);
+
+    // Replayed from the stream, they are dead-lettered again, not delivered.
+    let again = sinkhost_cli(
+        &[
+            "replay",
+            "--config-dir",
+            &dir,
+            "--subscription",
+            "raw",
+            "--from-seq",
+            "1",
+            "--to-seq",
+            "5",
+        ],
+        &nats.url(),
+        &[],
+        WAIT,
+    )
+    .await;
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    assert!(
+        again.stdout.contains("dead-lettered to dlq.raw: replay: malformed message: header X-Note: value contains a carriage return"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        again
+            .stdout
+            .contains("replayed 5, delivered 0, dead-lettered 5 (up to stream sequence 5)"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(raw.count(), readable.len() + 1, "no plugin saw them");
 
     host.wait_healthy(WAIT).await;
     assert!(host.exit_status().is_none(), "the host is still running");

@@ -41,6 +41,9 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// At most [`BODY_LIMIT`] bytes of the body.
     pub body: Vec<u8>,
+    /// Where it came from, as the subscription's `log_url` lets it be shown
+    /// (`http://127.0.0.1:8091/...`).
+    pub from: String,
 }
 
 /// Why no response came back; mirrors the WIT `http-error`. `target` is the
@@ -244,16 +247,11 @@ impl Outbound {
         (outbound, recorder)
     }
 
-    /// `url` as this subscription may show it in errors and reports
-    /// (`scheme://host:port/...` unless `log_url: full`).
-    pub fn shown(&self, url: &str) -> String {
-        redact::show_url(url, self.log_url)
-    }
-
     /// Sends `req` if its host is allowed, within the timeout, reading at most
     /// [`BODY_LIMIT`] bytes of the response body.
     pub async fn send(&self, req: Request) -> Result<Response, HttpError> {
         let url = self.allow.check(&req.url)?;
+        let target = redact::show_parsed(&url, self.log_url);
         let client = match &self.transport {
             Transport::Network(client) => client,
             Transport::DryRun(recorder) => {
@@ -262,10 +260,10 @@ impl Outbound {
                     status: 200,
                     headers: Vec::new(),
                     body: Vec::new(),
+                    from: target,
                 });
             }
         };
-        let target = redact::show_parsed(&url, self.log_url);
         let failed = |error: reqwest::Error| HttpError::from_reqwest(&error, &target);
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| HttpError::Other(format!("invalid method {:?}", req.method)))?;
@@ -302,6 +300,7 @@ impl Outbound {
             status,
             headers,
             body,
+            from: target,
         })
     }
 }

@@ -13,7 +13,6 @@ use crate::outbound;
 impl http::Host for State {
     async fn send(&mut self, req: http::Request) -> Result<http::Response, http::HttpError> {
         let started = Instant::now();
-        let target = self.spec.outbound.shown(&req.url);
         let request = outbound::Request {
             method: method_name(req.method),
             url: req.url,
@@ -26,9 +25,9 @@ impl http::Host for State {
             &self.spec.subscription,
             outbound::HttpError::result_label(&result),
         );
-        // The error's text names its target already.
+        // Both name the destination as the subscription may show it.
         self.last_http = Some(match &result {
-            Ok(response) => format!("HTTP {} from {target}", response.status),
+            Ok(response) => format!("HTTP {} from {}", response.status, response.from),
             Err(error) => format!("HTTP request {error}"),
         });
         match result {

@@ -24,10 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::deadletter::{self, DeadLetterError};
 use crate::bus::{self, BusError, Subscriber};
-use crate::config::{Config, StreamConfig};
+use crate::config::{Config, StreamConfig, Subscription};
 use crate::ops::metrics;
 use crate::ops::server::Health;
-use crate::plugin::Runtime;
+use crate::plugin::{Runtime, Sink};
 use crate::run::entry::{Entry, grace};
 use crate::run::prepare::{Prepared, instance_capacity, needed_instances};
 use crate::run::reload::{self, Digest, Plan, Running};
@@ -262,19 +262,10 @@ impl Supervisor {
         }
         let storage = storage(stream.as_ref());
         for (old, digest) in std::mem::take(&mut self.suspended) {
-            if self.dead_letter_streams.insert(old.stream.clone())
-                && let Err(e) = deadletter::ensure_stream(&self.js, &old.stream, storage).await
-            {
+            if let Err(e) = self.ensure_dead_letter_stream(&old.stream, storage).await {
                 tracing::error!(error = %e, "cannot set up the dead-letter stream after reconnecting");
-                self.dead_letter_streams.remove(&old.stream);
             }
-            let subscriber = Arc::new(Subscriber {
-                sub: old.sub.clone(),
-                stream: old.stream.clone(),
-                sink: old.sink.clone(),
-                js: self.js.clone(),
-                consuming: Arc::new(AtomicBool::new(false)),
-            });
+            let subscriber = self.subscriber(old.sub.clone(), old.stream.clone(), old.sink.clone());
             let entry = Entry::spawn(subscriber, digest, None, &self.stop);
             self.entries.push(entry);
         }
@@ -313,19 +304,34 @@ impl Supervisor {
                         }
                     })?,
                 };
-            if !self.dead_letter_streams.contains(&name) {
-                deadletter::ensure_stream(&self.js, &name, storage).await?;
-                self.dead_letter_streams.insert(name.clone());
-            }
-            subscribers.push(Arc::new(Subscriber {
-                sub,
-                stream: name,
-                sink,
-                js: self.js.clone(),
-                consuming: Arc::new(AtomicBool::new(false)),
-            }));
+            self.ensure_dead_letter_stream(&name, storage).await?;
+            subscribers.push(self.subscriber(sub, name, sink));
         }
         Ok(subscribers)
+    }
+
+    /// Creates `<stream>_dlq` if this client has not made sure of it yet.
+    async fn ensure_dead_letter_stream(
+        &mut self,
+        stream: &str,
+        storage: jetstream::stream::StorageType,
+    ) -> Result<(), DeadLetterError> {
+        if !self.dead_letter_streams.contains(stream) {
+            deadletter::ensure_stream(&self.js, stream, storage).await?;
+            self.dead_letter_streams.insert(stream.to_owned());
+        }
+        Ok(())
+    }
+
+    /// A subscription on this supervisor's client, not consuming yet.
+    fn subscriber(&self, sub: Subscription, stream: String, sink: Arc<Sink>) -> Arc<Subscriber> {
+        Arc::new(Subscriber {
+            sub,
+            stream,
+            sink,
+            js: self.js.clone(),
+            consuming: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     fn publish_health(&self) {
