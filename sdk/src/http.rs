@@ -313,17 +313,7 @@ impl fmt::Debug for RedactedHeaders<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::testing::{self, response};
 
     #[test]
     fn retry_after_delay_seconds() {
@@ -386,16 +376,8 @@ mod tests {
 
     fn message(headers: &[(&str, &str)]) -> crate::Message {
         crate::Message {
-            subject: "s".into(),
-            payload: Vec::new(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            id: "m1".into(),
-            published_ms: 0,
-            attempt: 1,
-            max_attempts: 4,
+            headers: testing::owned(headers),
+            ..testing::message("s", "")
         }
     }
 

@@ -66,36 +66,17 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn message(headers: &[(&str, &str)]) -> Message {
-        Message {
-            subject: "s".into(),
-            payload: Vec::new(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            id: "id".into(),
-            published_ms: 951_782_400_999,
-            attempt: 3,
-            max_attempts: 3,
-        }
-    }
-
-    fn response(status: u16, headers: &[(&str, &str)]) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: Vec::new(),
-        }
-    }
+    use crate::testing::{self, response};
 
     #[test]
     fn message_helpers() {
-        let msg = message(&[("Nats-Msg-Id", "abc"), ("nats-msg-id", "shadowed")]);
+        let msg = Message {
+            headers: testing::owned(&[("Nats-Msg-Id", "abc"), ("nats-msg-id", "shadowed")]),
+            published_ms: 951_782_400_999,
+            attempt: 3,
+            max_attempts: 3,
+            ..testing::message("s", "")
+        };
         assert_eq!(msg.header("NATS-MSG-ID"), Some("abc"));
         assert_eq!(msg.header("missing"), None);
         assert_eq!(msg.published_rfc3339(), "2000-02-29T00:00:00Z");
@@ -106,23 +87,23 @@ mod tests {
     #[test]
     fn from_response_classifies_like_the_seed() {
         assert_eq!(
-            Outcome::from_response(&response(200, &[])),
+            Outcome::from_response(&response(200, &[], "")),
             Outcome::Delivered
         );
         assert_eq!(
-            Outcome::from_response(&response(299, &[])),
+            Outcome::from_response(&response(299, &[], "")),
             Outcome::Delivered
         );
         assert_eq!(
-            Outcome::from_response(&response(302, &[])),
+            Outcome::from_response(&response(302, &[], "")),
             Outcome::Retry(None)
         );
         assert_eq!(
-            Outcome::from_response(&response(422, &[])),
+            Outcome::from_response(&response(422, &[], "")),
             Outcome::Retry(None)
         );
         assert_eq!(
-            Outcome::from_response(&response(429, &[("retry-after", "30")])),
+            Outcome::from_response(&response(429, &[("retry-after", "30")], "")),
             Outcome::Retry(Some(30_000))
         );
     }
@@ -142,7 +123,7 @@ mod tests {
             assert_eq!(Outcome::from_http_error(&err), Outcome::Retry(None));
         }
         assert_eq!(
-            Outcome::from_send(&Ok(response(204, &[]))),
+            Outcome::from_send(&Ok(response(204, &[], ""))),
             Outcome::Delivered
         );
         assert_eq!(
