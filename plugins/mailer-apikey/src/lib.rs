@@ -108,6 +108,7 @@ export_sink!(Mailer);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sinkhost_sdk::testing::{self, response};
 
     fn init(json: &str) -> Result<Mailer, String> {
         Mailer::init(Config::from_json(json)?)
@@ -123,24 +124,8 @@ mod tests {
 
     fn msg(subject: &str) -> Message {
         Message {
-            subject: subject.into(),
-            payload: br#"{"to":"a@example.com"}"#.to_vec(),
-            headers: Vec::new(),
             id: "mail-1".into(),
-            published_ms: 1_776_758_990_000,
-            attempt: 1,
-            max_attempts: 4,
-        }
-    }
-
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
+            ..testing::message(subject, r#"{"to":"a@example.com"}"#)
         }
     }
 
