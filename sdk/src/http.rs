@@ -190,7 +190,8 @@ pub fn send(req: &Request) -> Result<Response, HttpError> {
 }
 
 /// Sends `req` on behalf of `msg` and decides the outcome: `classify` judges
-/// a response (e.g. [`Outcome::from_response`](crate::Outcome::from_response));
+/// a response (e.g. [`Outcome::from_response`](crate::Outcome::from_response)
+/// or [`Outcome::from_response_rejecting_4xx_except`](crate::Outcome::from_response_rejecting_4xx_except));
 /// a request that got no response goes through
 /// [`Outcome::from_http_error`](crate::Outcome::from_http_error). Anything but
 /// `Delivered` is logged as a warning naming the message and the attempt, so an
