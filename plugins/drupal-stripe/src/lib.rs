@@ -128,15 +128,12 @@ fn stripe_signature(secret: &str, t: u64, body: &[u8]) -> String {
 
 /// Drupal's answer as an outcome (see the crate docs).
 fn classify(resp: &Response) -> Outcome {
-    match resp.status {
-        200..=299 => Outcome::Delivered,
-        408 | 429 => Outcome::Retry(resp.retry_after_ms()),
-        400..=499 => Outcome::Reject(format!(
+    Outcome::from_response_rejecting_4xx_except(resp, &[408, 429], |resp| {
+        format!(
             "Drupal answered {} (a 4xx other than 408 or 429 is not retried: Drupal refused this request, e.g. a Bearer token or signing secret it does not accept)",
             resp.summary(200)
-        )),
-        _ => Outcome::Retry(resp.retry_after_ms()),
-    }
+        )
+    })
 }
 
 export_sink!(Drupal);

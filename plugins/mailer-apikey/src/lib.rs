@@ -92,15 +92,12 @@ fn template(subject: &str) -> Option<&str> {
 
 /// The mailer's answer as an outcome (see the crate docs).
 fn classify(resp: &Response) -> Outcome {
-    match resp.status {
-        200..=299 => Outcome::Delivered,
-        408 | 425 | 429 => Outcome::Retry(resp.retry_after_ms()),
-        400..=499 => Outcome::Reject(format!(
+    Outcome::from_response_rejecting_4xx_except(resp, &[408, 425, 429], |resp| {
+        format!(
             "the mailer answered {} (a 4xx other than 408, 425 or 429 never heals, e.g. an unknown template)",
             resp.summary(200)
-        )),
-        _ => Outcome::Retry(resp.retry_after_ms()),
-    }
+        )
+    })
 }
 
 export_sink!(Mailer);
