@@ -70,13 +70,10 @@ mod tests {
 
     fn msg(payload: &[u8]) -> Message {
         Message {
-            subject: "order.completed".into(),
-            payload: payload.to_vec(),
-            headers: Vec::new(),
             id: "nats-msg-12345".into(),
+            // The envelope's timestamp has second precision.
             published_ms: 1_776_758_990_123,
-            attempt: 1,
-            max_attempts: 4,
+            ..crate::testing::message("order.completed", payload)
         }
     }
 

@@ -190,7 +190,8 @@ pub fn send(req: &Request) -> Result<Response, HttpError> {
 }
 
 /// Sends `req` on behalf of `msg` and decides the outcome: `classify` judges
-/// a response (e.g. [`Outcome::from_response`](crate::Outcome::from_response));
+/// a response (e.g. [`Outcome::from_response`](crate::Outcome::from_response)
+/// or [`Outcome::from_response_rejecting_4xx_except`](crate::Outcome::from_response_rejecting_4xx_except));
 /// a request that got no response goes through
 /// [`Outcome::from_http_error`](crate::Outcome::from_http_error). Anything but
 /// `Delivered` is logged as a warning naming the message and the attempt, so an
@@ -313,17 +314,7 @@ impl fmt::Debug for RedactedHeaders<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::testing::{self, response};
 
     #[test]
     fn retry_after_delay_seconds() {
@@ -386,16 +377,8 @@ mod tests {
 
     fn message(headers: &[(&str, &str)]) -> crate::Message {
         crate::Message {
-            subject: "s".into(),
-            payload: Vec::new(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            id: "m1".into(),
-            published_ms: 0,
-            attempt: 1,
-            max_attempts: 4,
+            headers: testing::owned(headers),
+            ..testing::message("s", "")
         }
     }
 

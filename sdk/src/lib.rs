@@ -83,7 +83,7 @@
 //! the host counts it as a failed attempt and starts a fresh instance.
 //! [`http::send`] and the [`log`] functions call into the host, so they only
 //! work inside a component; everything else here is plain Rust and can be
-//! unit-tested natively.
+//! unit-tested natively, with values from [`testing`].
 #![deny(missing_docs)]
 
 mod config;
@@ -92,6 +92,7 @@ pub mod http;
 pub mod log;
 mod message;
 pub mod sign;
+pub mod testing;
 mod time;
 pub mod trace_context;
 
@@ -226,13 +227,8 @@ pub mod __private {
 
         fn msg() -> Message {
             Message {
-                subject: "s".into(),
-                payload: Vec::new(),
-                headers: Vec::new(),
                 id: "m1".into(),
-                published_ms: 0,
-                attempt: 1,
-                max_attempts: 1,
+                ..crate::testing::message("s", "")
             }
         }
 

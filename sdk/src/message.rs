@@ -33,12 +33,51 @@ impl Outcome {
     /// [`Retry`](Outcome::Retry) with the delay from `Retry-After` when the
     /// response has one (else the subscription's backoff). Plugins that treat
     /// some statuses as permanent check those first and return
-    /// [`Reject`](Outcome::Reject).
+    /// [`Reject`](Outcome::Reject); when that is every 4xx but a few, use
+    /// [`from_response_rejecting_4xx_except`](Self::from_response_rejecting_4xx_except).
     pub fn from_response(resp: &Response) -> Self {
         if resp.is_success() {
             Self::Delivered
         } else {
             Self::Retry(resp.retry_after_ms())
+        }
+    }
+
+    /// The classification of a destination whose 4xx means "this request
+    /// will never be accepted": a 4xx not listed in `retryable` is
+    /// [`Reject`](Outcome::Reject) with the reason `reject` gives for it
+    /// (called only then); any other status is
+    /// [`from_response`](Self::from_response)'s — 2xx delivered, the rest
+    /// (the listed 4xx, 5xx, 3xx, 1xx) retried after `Retry-After`. Statuses
+    /// outside 400-499 in `retryable` change nothing.
+    ///
+    /// ```
+    /// use sinkhost_sdk::{Outcome, http::Response, testing};
+    ///
+    /// fn classify(resp: &Response) -> Outcome {
+    ///     Outcome::from_response_rejecting_4xx_except(resp, &[408, 429], |resp| {
+    ///         format!("the CRM answered {}", resp.summary(200))
+    ///     })
+    /// }
+    ///
+    /// let limited = testing::response(429, &[("Retry-After", "30")], "");
+    /// assert_eq!(classify(&limited), Outcome::Retry(Some(30_000)));
+    /// let refused = testing::response(422, &[], "no such contact");
+    /// assert_eq!(
+    ///     classify(&refused),
+    ///     Outcome::Reject("the CRM answered HTTP 422: no such contact".into())
+    /// );
+    /// assert_eq!(classify(&testing::response(503, &[], "")), Outcome::Retry(None));
+    /// ```
+    pub fn from_response_rejecting_4xx_except(
+        resp: &Response,
+        retryable: &[u16],
+        reject: impl FnOnce(&Response) -> String,
+    ) -> Self {
+        if (400..500).contains(&resp.status) && !retryable.contains(&resp.status) {
+            Self::Reject(reject(resp))
+        } else {
+            Self::from_response(resp)
         }
     }
 
@@ -66,36 +105,17 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn message(headers: &[(&str, &str)]) -> Message {
-        Message {
-            subject: "s".into(),
-            payload: Vec::new(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            id: "id".into(),
-            published_ms: 951_782_400_999,
-            attempt: 3,
-            max_attempts: 3,
-        }
-    }
-
-    fn response(status: u16, headers: &[(&str, &str)]) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: Vec::new(),
-        }
-    }
+    use crate::testing::{self, response};
 
     #[test]
     fn message_helpers() {
-        let msg = message(&[("Nats-Msg-Id", "abc"), ("nats-msg-id", "shadowed")]);
+        let msg = Message {
+            headers: testing::owned(&[("Nats-Msg-Id", "abc"), ("nats-msg-id", "shadowed")]),
+            published_ms: 951_782_400_999,
+            attempt: 3,
+            max_attempts: 3,
+            ..testing::message("s", "")
+        };
         assert_eq!(msg.header("NATS-MSG-ID"), Some("abc"));
         assert_eq!(msg.header("missing"), None);
         assert_eq!(msg.published_rfc3339(), "2000-02-29T00:00:00Z");
@@ -106,25 +126,78 @@ mod tests {
     #[test]
     fn from_response_classifies_like_the_seed() {
         assert_eq!(
-            Outcome::from_response(&response(200, &[])),
+            Outcome::from_response(&response(200, &[], "")),
             Outcome::Delivered
         );
         assert_eq!(
-            Outcome::from_response(&response(299, &[])),
+            Outcome::from_response(&response(299, &[], "")),
             Outcome::Delivered
         );
         assert_eq!(
-            Outcome::from_response(&response(302, &[])),
+            Outcome::from_response(&response(302, &[], "")),
             Outcome::Retry(None)
         );
         assert_eq!(
-            Outcome::from_response(&response(422, &[])),
+            Outcome::from_response(&response(422, &[], "")),
             Outcome::Retry(None)
         );
         assert_eq!(
-            Outcome::from_response(&response(429, &[("retry-after", "30")])),
+            Outcome::from_response(&response(429, &[("retry-after", "30")], "")),
             Outcome::Retry(Some(30_000))
         );
+    }
+
+    #[test]
+    fn rejecting_4xx_except_rejects_only_the_unlisted_4xx() {
+        let classify = |resp: &Response| {
+            Outcome::from_response_rejecting_4xx_except(resp, &[408, 429, 500], |r| {
+                format!("refused: {}", r.summary(10))
+            })
+        };
+        for status in [200, 204, 299] {
+            assert_eq!(
+                classify(&response(status, &[], "")),
+                Outcome::Delivered,
+                "{status}"
+            );
+        }
+        for status in [400, 401, 404, 422, 425, 499] {
+            assert_eq!(
+                classify(&response(status, &[], "bad input")),
+                Outcome::Reject(format!("refused: HTTP {status}: bad input")),
+                "{status}"
+            );
+        }
+        // The listed 4xx and every status that is neither 2xx nor 4xx retry;
+        // listing a 5xx changes nothing.
+        for status in [408, 429, 100, 301, 304, 500, 503, 599] {
+            assert_eq!(
+                classify(&response(status, &[], "")),
+                Outcome::Retry(None),
+                "{status}"
+            );
+            assert_eq!(
+                classify(&response(status, &[("Retry-After", "7")], "")),
+                Outcome::Retry(Some(7_000)),
+                "{status}"
+            );
+        }
+        // The reason is built only for a reject.
+        for status in [200, 408, 503] {
+            Outcome::from_response_rejecting_4xx_except(&response(status, &[], ""), &[408], |_| {
+                unreachable!("no reject for {status}")
+            });
+        }
+        // With every 4xx listed, it is from_response.
+        let all_4xx: Vec<u16> = (400..500).collect();
+        for status in [200, 302, 404, 422, 503] {
+            let resp = response(status, &[("Retry-After", "3")], "");
+            assert_eq!(
+                Outcome::from_response_rejecting_4xx_except(&resp, &all_4xx, |_| unreachable!()),
+                Outcome::from_response(&resp),
+                "{status}"
+            );
+        }
     }
 
     #[test]
@@ -142,7 +215,7 @@ mod tests {
             assert_eq!(Outcome::from_http_error(&err), Outcome::Retry(None));
         }
         assert_eq!(
-            Outcome::from_send(&Ok(response(204, &[]))),
+            Outcome::from_send(&Ok(response(204, &[], ""))),
             Outcome::Delivered
         );
         assert_eq!(

@@ -128,15 +128,12 @@ fn stripe_signature(secret: &str, t: u64, body: &[u8]) -> String {
 
 /// Drupal's answer as an outcome (see the crate docs).
 fn classify(resp: &Response) -> Outcome {
-    match resp.status {
-        200..=299 => Outcome::Delivered,
-        408 | 429 => Outcome::Retry(resp.retry_after_ms()),
-        400..=499 => Outcome::Reject(format!(
+    Outcome::from_response_rejecting_4xx_except(resp, &[408, 429], |resp| {
+        format!(
             "Drupal answered {} (a 4xx other than 408 or 429 is not retried: Drupal refused this request, e.g. a Bearer token or signing secret it does not accept)",
             resp.summary(200)
-        )),
-        _ => Outcome::Retry(resp.retry_after_ms()),
-    }
+        )
+    })
 }
 
 export_sink!(Drupal);
@@ -144,6 +141,7 @@ export_sink!(Drupal);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sinkhost_sdk::testing::{self, response};
 
     /// A Stripe event as Stripe spells it, with the spacing a re-encoding would lose.
     const EVENT: &str = r#"{"id": "evt_1MqqbKLt4dXK03v5qaIbiNCC", "object": "event", "type": "charge.succeeded", "data": {"object": {"amount": 1990}}}"#;
@@ -163,24 +161,9 @@ mod tests {
 
     fn msg(payload: &str) -> Message {
         Message {
-            subject: "stripe.drupal".into(),
-            payload: payload.as_bytes().to_vec(),
-            headers: Vec::new(),
             id: "nats-msg-7".into(),
-            published_ms: 1_600_000_000_000,
             attempt: 2,
-            max_attempts: 4,
-        }
-    }
-
-    fn response(status: u16, headers: &[(&str, &str)]) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: b"nope".to_vec(),
+            ..testing::message("stripe.drupal", payload)
         }
     }
 
@@ -240,21 +223,21 @@ mod tests {
 
     #[test]
     fn classification_by_status() {
-        assert_eq!(classify(&response(200, &[])), Outcome::Delivered);
-        assert_eq!(classify(&response(204, &[])), Outcome::Delivered);
+        assert_eq!(classify(&response(200, &[], "nope")), Outcome::Delivered);
+        assert_eq!(classify(&response(204, &[], "nope")), Outcome::Delivered);
         for status in [408, 429, 500, 502, 503, 301] {
             assert_eq!(
-                classify(&response(status, &[])),
+                classify(&response(status, &[], "nope")),
                 Outcome::Retry(None),
                 "{status}"
             );
         }
         assert_eq!(
-            classify(&response(429, &[("Retry-After", "12")])),
+            classify(&response(429, &[("Retry-After", "12")], "nope")),
             Outcome::Retry(Some(12_000))
         );
         for status in [400, 401, 403, 404, 405, 410, 422, 425] {
-            let Outcome::Reject(reason) = classify(&response(status, &[])) else {
+            let Outcome::Reject(reason) = classify(&response(status, &[], "nope")) else {
                 panic!("{status} should reject");
             };
             assert!(

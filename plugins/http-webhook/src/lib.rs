@@ -134,6 +134,7 @@ export_sink!(Webhook);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sinkhost_sdk::testing;
 
     fn init(json: &str) -> Result<Webhook, String> {
         Webhook::init(Config::from_json(json)?)
@@ -228,13 +229,8 @@ mod tests {
     #[test]
     fn requests_are_signed_only_with_a_secret() {
         let msg = Message {
-            subject: "order.completed".into(),
-            payload: br#"{"order_id":42}"#.to_vec(),
-            headers: Vec::new(),
             id: "msg_p5jXN8AQM9LWM0D4loKWxJek".into(),
-            published_ms: 1_614_265_330_000,
-            attempt: 1,
-            max_attempts: 4,
+            ..testing::message("order.completed", r#"{"order_id":42}"#)
         };
         let url = r#""webhook": {"url": "https://h/x", "headers": {"Authorization": "Bearer t"}}"#;
         let plain = init(&format!(r#"{{"subscription": "s", {url}}}"#)).unwrap();

@@ -92,15 +92,12 @@ fn template(subject: &str) -> Option<&str> {
 
 /// The mailer's answer as an outcome (see the crate docs).
 fn classify(resp: &Response) -> Outcome {
-    match resp.status {
-        200..=299 => Outcome::Delivered,
-        408 | 425 | 429 => Outcome::Retry(resp.retry_after_ms()),
-        400..=499 => Outcome::Reject(format!(
+    Outcome::from_response_rejecting_4xx_except(resp, &[408, 425, 429], |resp| {
+        format!(
             "the mailer answered {} (a 4xx other than 408, 425 or 429 never heals, e.g. an unknown template)",
             resp.summary(200)
-        )),
-        _ => Outcome::Retry(resp.retry_after_ms()),
-    }
+        )
+    })
 }
 
 export_sink!(Mailer);
@@ -108,6 +105,7 @@ export_sink!(Mailer);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sinkhost_sdk::testing::{self, response};
 
     fn init(json: &str) -> Result<Mailer, String> {
         Mailer::init(Config::from_json(json)?)
@@ -123,24 +121,8 @@ mod tests {
 
     fn msg(subject: &str) -> Message {
         Message {
-            subject: subject.into(),
-            payload: br#"{"to":"a@example.com"}"#.to_vec(),
-            headers: Vec::new(),
             id: "mail-1".into(),
-            published_ms: 1_776_758_990_000,
-            attempt: 1,
-            max_attempts: 4,
-        }
-    }
-
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
+            ..testing::message(subject, r#"{"to":"a@example.com"}"#)
         }
     }
 
