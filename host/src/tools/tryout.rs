@@ -202,8 +202,15 @@ mod tests {
         assert_eq!(sub.plugin.name, "my-sink");
         assert_eq!(sub.timeout, Duration::from_secs(3));
         assert_eq!(sub.ack_wait, Duration::from_secs(6));
-        assert_eq!((sub.retries, sub.backoff), (3, Duration::from_secs(2)), "config's defaults");
-        assert_eq!(sub.webhook.headers["X-Key"], "pa$$word", "no `${{VAR}}` expansion");
+        assert_eq!(
+            (sub.retries, sub.backoff),
+            (3, Duration::from_secs(2)),
+            "config's defaults"
+        );
+        assert_eq!(
+            sub.webhook.headers["X-Key"], "pa$$word",
+            "no `${{VAR}}` expansion"
+        );
         assert_eq!(sub.settings["api_key"], "k3y$HOME");
     }
 
