@@ -19,7 +19,7 @@ use super::lease::{Lease, Shutdown};
 use super::ordering::Turn;
 use super::ratelimit::TokenBucket;
 use crate::delivery::classify::{call_limit, classify};
-use crate::delivery::message::{for_plugin, id_of};
+use crate::delivery::message::{for_plugin, id_of, malformed_reason};
 use crate::delivery::retry::{self, Attempt, Attempts, Policy, Settled};
 use crate::ops::{metrics, trace};
 
@@ -66,10 +66,9 @@ async fn deliver_in_span(
     };
     tracing::Span::current().record("message_id", one.id.as_str());
     let policy = subscriber.policy();
-    if let Some(malformed) = &message.malformed {
-        // Bytes no client library would produce: no plugin is handed a
-        // guess at them. The dead letter keeps them as they arrived.
-        let reason = format!("malformed message: {}", malformed.reason);
+    if let Some(reason) = malformed_reason(&message) {
+        // No plugin is handed a guess at bytes no client library would
+        // produce. The dead letter keeps them as they arrived.
         metrics::delivery(&sub.name, "malformed", Duration::ZERO);
         if !one.dead_letter(0, &reason).await {
             one.settle(AckKind::Nak(Some(policy.delay_after(1)))).await;

@@ -25,6 +25,14 @@ pub(crate) fn id_of(headers: Option<&HeaderMap>, stream_sequence: u64) -> String
     message_id(nats_msg_id, stream_sequence)
 }
 
+/// Why a message that arrived malformed (bytes no client library would
+/// produce) is dead-lettered instead of handed to a plugin; `None` for a
+/// well-formed one.
+pub(crate) fn malformed_reason(message: &async_nats::Message) -> Option<String> {
+    let malformed = message.malformed.as_deref()?;
+    Some(format!("malformed message: {}", malformed.reason))
+}
+
 /// Every header value as a `(name, value)` pair, a repeated header once per value.
 pub(crate) fn flatten_headers(headers: Option<&HeaderMap>) -> Vec<(String, String)> {
     headers
@@ -75,6 +83,30 @@ mod tests {
         headers.insert("Nats-Msg-Id", "order-42");
         assert_eq!(id_of(Some(&headers), 7), "order-42");
         assert_eq!(id_of(None, 7), "nats-msg-7");
+    }
+
+    #[test]
+    fn a_malformed_message_says_what_could_not_be_read() {
+        let mut message = async_nats::Message {
+            subject: "orders.created".into(),
+            reply: None,
+            payload: "{}".into(),
+            headers: None,
+            status: None,
+            description: None,
+            length: 2,
+            malformed: None,
+        };
+        assert_eq!(malformed_reason(&message), None);
+        message.malformed = Some(Box::new(async_nats::message::Malformed {
+            reason: "header block is not UTF-8 (byte 0xff at offset 12)".into(),
+            subject: "orders.created".into(),
+            headers: b"NATS/1.0\r\nX: \xff\r\n\r\n".to_vec().into(),
+        }));
+        assert_eq!(
+            malformed_reason(&message).as_deref(),
+            Some("malformed message: header block is not UTF-8 (byte 0xff at offset 12)")
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use super::select::{find_subscription, main_stream, only_sink};
 use crate::bus::deadletter;
 use crate::config::{Config, Subscription};
 use crate::delivery::classify::{call_limit, classify};
-use crate::delivery::message::for_plugin;
+use crate::delivery::message::{for_plugin, malformed_reason};
 use crate::delivery::retry::{self, Attempt, Attempts, Policy, Settled};
 use crate::plugin::{self, Sink};
 
@@ -145,10 +145,8 @@ pub(crate) async fn replay(
         }
         let input = for_plugin(&message, &info, 1, policy.max_attempts);
         // A malformed message is not handed to the plugin (as in `run`).
-        let settled = match &message.malformed {
-            Some(malformed) => {
-                Settled::DeadLetter(format!("malformed message: {}", malformed.reason), 0)
-            }
+        let settled = match malformed_reason(&message) {
+            Some(reason) => Settled::DeadLetter(reason, 0),
             None => {
                 let mut attempts = InProcess {
                     sub,
