@@ -110,23 +110,33 @@ fn imports_point_down_only() {
     );
 }
 
-/// The sibling modules a file of `folder` names, by file stem.
+/// The sibling modules a file of `folder` names (`super::x`,
+/// `crate::<folder>::x`, either also as `{x, y::z}`), by file stem.
+/// A bare `crate::x` is another layer, even when a sibling shares its name.
 fn siblings(text: &str, folder: &str, stems: &BTreeSet<String>) -> BTreeSet<String> {
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let own = format!("crate::{folder}::");
     let mut named = BTreeSet::new();
-    for (_, path) in crate_paths(&text.replace(&format!("crate::{folder}::"), "crate::")) {
-        if stems.contains(&path) {
-            named.insert(path);
-        }
-    }
     for line in text.lines() {
         let code = line.split("//").next().unwrap_or_default();
-        for part in code.split("super::").skip(1) {
-            let name: String = part
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            if stems.contains(&name) {
-                named.insert(name);
+        for prefix in ["super::", own.as_str()] {
+            for part in code.split(prefix).skip(1) {
+                let names: Vec<String> = match part.strip_prefix('{') {
+                    Some(group) => group
+                        .split('}')
+                        .next()
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(ident)
+                        .collect(),
+                    None => vec![ident(part)],
+                };
+                named.extend(names.into_iter().filter(|n| stems.contains(n)));
             }
         }
     }

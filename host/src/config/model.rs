@@ -11,8 +11,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::rate_limit::RateLimit;
-use super::redact::{self, LogUrl};
-use super::secrets::redacted_settings;
+use super::redact::LogUrl;
 
 /// The plugin a subscription without `plugin:` uses.
 pub const DEFAULT_PLUGIN: &str = "http-webhook";
@@ -213,45 +212,6 @@ impl Subscription {
     }
 }
 
-impl fmt::Debug for Webhook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let headers: BTreeMap<&str, &str> = self
-            .headers
-            .keys()
-            .map(|name| (name.as_str(), "<redacted>"))
-            .collect();
-        f.debug_struct("Webhook")
-            .field("url", &redact::show_url(&self.url, self.log_url))
-            .field("headers", &headers)
-            .field("log_url", &self.log_url)
-            .finish()
-    }
-}
-
-impl fmt::Debug for Subscription {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Subscription")
-            .field("name", &self.name)
-            .field("subject", &self.subject)
-            .field("consumer", &self.consumer)
-            .field("plugin", &self.plugin)
-            .field("webhook", &self.webhook)
-            .field("settings", &redacted_settings(&self.settings, false))
-            .field("timeout", &self.timeout)
-            .field("retries", &self.retries)
-            .field("backoff", &self.backoff)
-            .field("max_concurrency", &self.max_concurrency)
-            .field("ack_wait", &self.ack_wait)
-            .field("ordering", &self.ordering)
-            .field("rate_limit", &self.rate_limit)
-            .field(
-                "expanded",
-                &format_args!("<{} redacted>", self.expanded.len()),
-            )
-            .field("origin", &self.origin)
-            .finish()
-    }
-}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,11 +4,12 @@
 //! `Debug` of a [`Subscription`] leaves them out.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use serde_json::Value;
 use url::Url;
 
-use super::model::Subscription;
+use super::model::{Subscription, Webhook};
 use super::redact::{self, LogUrl, MIN_SECRET_LEN};
 
 impl Subscription {
@@ -134,8 +135,49 @@ pub(super) fn settings_scalars(settings: &Value) -> Vec<String> {
     out
 }
 
+/// Header values, secret-looking settings and `${VAR}` values stay out.
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: BTreeMap<&str, &str> = self
+            .headers
+            .keys()
+            .map(|name| (name.as_str(), "<redacted>"))
+            .collect();
+        f.debug_struct("Webhook")
+            .field("url", &redact::show_url(&self.url, self.log_url))
+            .field("headers", &headers)
+            .field("log_url", &self.log_url)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("name", &self.name)
+            .field("subject", &self.subject)
+            .field("consumer", &self.consumer)
+            .field("plugin", &self.plugin)
+            .field("webhook", &self.webhook)
+            .field("settings", &redacted_settings(&self.settings, false))
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("backoff", &self.backoff)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("ack_wait", &self.ack_wait)
+            .field("ordering", &self.ordering)
+            .field("rate_limit", &self.rate_limit)
+            .field(
+                "expanded",
+                &format_args!("<{} redacted>", self.expanded.len()),
+            )
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
 /// `settings` with secret-looking strings replaced, for `Debug`.
-pub(super) fn redacted_settings(value: &Value, secret: bool) -> Value {
+fn redacted_settings(value: &Value, secret: bool) -> Value {
     match value {
         Value::String(_) if secret => Value::String("<redacted>".into()),
         Value::Array(items) => items

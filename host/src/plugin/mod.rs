@@ -26,9 +26,11 @@ mod state;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::outbound::Outbound;
+
 pub use bindings::sinkhost::plugin::types::Message;
 pub use runtime::Runtime;
-pub use sink::{Sink, SinkSpec};
+pub use sink::Sink;
 
 /// Limits that apply to every plugin instance.
 #[derive(Debug, Clone, Copy)]
@@ -118,4 +120,21 @@ impl PluginError {
             PluginError::Deadline(_) => "deadline",
         }
     }
+}
+
+/// What a [`Sink`] needs to know about its subscription.
+#[derive(Debug, Clone)]
+pub struct SinkSpec {
+    /// The subscription's name, for logs.
+    pub subscription: String,
+    /// The `.wasm` file.
+    pub plugin: PathBuf,
+    /// The JSON handed to `init`.
+    pub init_json: String,
+    /// Where the plugin's `http.send` goes.
+    pub outbound: Outbound,
+    /// Values that must never reach a log line, a reject reason or an init
+    /// error: what [`Subscription::secrets`](crate::config::Subscription::secrets)
+    /// lists. Text the plugin writes is searched for each of them.
+    pub secrets: Vec<String>,
 }

@@ -13,9 +13,9 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{SinkPlugin, SinkPluginPre};
 use super::compile_cache::CompileCache;
-use super::sink::{Sink, SinkSpec};
+use super::sink::Sink;
 use super::state::State;
-use super::{Limits, PluginError};
+use super::{Limits, PluginError, SinkSpec};
 
 /// How often the engine's epoch advances; the granularity of the CPU deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(10);

@@ -2,7 +2,6 @@
 //! messages, and one `deliver` call in one of them. A trap or a blown CPU
 //! deadline discards the instance that caused it, never the host.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,30 +10,12 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use super::bindings::sinkhost::plugin::types;
 use super::bindings::{SinkPlugin, SinkPluginPre};
 use super::state::State;
-use super::{Delivery, Limits, Message, Outcome, PluginError};
+use super::{Delivery, Limits, Message, Outcome, PluginError, SinkSpec};
 use crate::config::redact::{self, redact};
-use crate::outbound::Outbound;
 
 /// Longest `reject` reason kept, in bytes: it goes into log lines and a
 /// dead-letter header, so a plugin must not be able to make either huge.
 const REASON_BYTES: usize = 4096;
-
-/// What a [`Sink`] needs to know about its subscription.
-#[derive(Debug, Clone)]
-pub struct SinkSpec {
-    /// The subscription's name, for logs.
-    pub subscription: String,
-    /// The `.wasm` file.
-    pub plugin: PathBuf,
-    /// The JSON handed to `init`.
-    pub init_json: String,
-    /// Where the plugin's `http.send` goes.
-    pub outbound: Outbound,
-    /// Values that must never reach a log line, a reject reason or an init
-    /// error: what [`Subscription::secrets`](crate::config::Subscription::secrets)
-    /// lists. Text the plugin writes is searched for each of them.
-    pub secrets: Vec<String>,
-}
 
 /// One subscription's plugin: a pool of initialised instances.
 pub struct Sink {

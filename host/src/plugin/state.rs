@@ -10,9 +10,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::Limits;
 use super::bindings::sinkhost::plugin::types;
-use super::sink::SinkSpec;
+use super::{Limits, SinkSpec};
 
 /// The data of one instance's store: WASI (deny-everything), limits, and what
 /// the host imports need.
