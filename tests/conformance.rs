@@ -106,7 +106,7 @@ fn message(case: &Case, payload: &[u8]) -> Message {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_plugin_passes_the_conformance_checks() {
-    let runtime = Runtime::new(Limits::default(), 64).unwrap();
+    let runtime = Runtime::new(Limits::default()).unwrap();
     let receiver = Receiver::ok().await;
     let refused = {
         // a port that was just free: connecting to it is refused

@@ -22,7 +22,7 @@ pub struct Cost {
 
 /// Measures the component at `path`, compiled through `cache`.
 pub async fn measure_plugin(path: &Path, cache: &CompileCache) -> anyhow::Result<Cost> {
-    let runtime = Runtime::new(Limits::default(), 64)?.with_compile_cache(cache.clone());
+    let runtime = Runtime::new(Limits::default())?.with_compile_cache(cache.clone());
     let payload = br#"{"order_id":42,"total":"19.90","items":[{"sku":"T-1","qty":2},{"sku":"T-2","qty":1}],"customer":{"id":7,"email":"a@example.com"}}"#.repeat(2);
     let message = Message {
         subject: "order.completed".into(),

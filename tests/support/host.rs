@@ -113,6 +113,35 @@ impl Host {
         Self::spawn_from(None, config_dir, nats_url, extra_args, extra_env)
     }
 
+    /// [`Host::start`] with the process's address space limited to `bytes`
+    /// (`RLIMIT_AS`, what `ulimit -v` sets): a mapping past it fails, as
+    /// reservations do under `vm.overcommit_memory=2`.
+    pub async fn start_within(
+        config_dir: &Path,
+        nats_url: &str,
+        bytes: u64,
+        extra_env: &[(&str, &str)],
+    ) -> Self {
+        // `prlimit` sets the limit on itself and execs sinkhost: same pid.
+        let inner = sinkhost_command(None, run_args(config_dir, &[]), nats_url, extra_env);
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--as={bytes}"))
+            .arg("--")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .stdin(Stdio::null());
+        for (name, value) in inner.get_envs() {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let host = Self::from_command(command);
+        host.wait_listening(LISTEN_TIMEOUT).await;
+        host
+    }
+
     fn spawn_from(
         installed: Option<&Installed>,
         config_dir: &Path,
@@ -120,13 +149,11 @@ impl Host {
         extra_args: &[&str],
         extra_env: &[(&str, &str)],
     ) -> Self {
-        let mut args = vec![
-            OsStr::new("run"),
-            OsStr::new("--config-dir"),
-            config_dir.as_os_str(),
-        ];
-        args.extend(extra_args.iter().map(OsStr::new));
-        let mut command = sinkhost_command(installed, args, nats_url, extra_env);
+        let args = run_args(config_dir, extra_args);
+        Self::from_command(sinkhost_command(installed, args, nats_url, extra_env))
+    }
+
+    fn from_command(mut command: Command) -> Self {
         let process = ChildProcess::spawn("sinkhost", &mut command).unwrap_or_else(|err| {
             panic!(
                 "starting {}: {err}",
@@ -381,6 +408,17 @@ async fn run_cli(
 
 /// `installed`'s binary in its `cwd`, or the one cargo built with
 /// `SINKHOST_PLUGIN_DIR` = [`plugin_dir`].
+/// `run --config-dir DIR` and `extra_args`.
+fn run_args<'a>(config_dir: &'a Path, extra_args: &'a [&'a str]) -> Vec<&'a OsStr> {
+    let mut args = vec![
+        OsStr::new("run"),
+        OsStr::new("--config-dir"),
+        config_dir.as_os_str(),
+    ];
+    args.extend(extra_args.iter().map(OsStr::new));
+    args
+}
+
 fn sinkhost_command<I, S>(
     installed: Option<&Installed>,
     args: I,

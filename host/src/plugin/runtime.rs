@@ -1,7 +1,17 @@
-//! The process-wide wasmtime engine: pooling allocator sized for the
-//! instances the process may hold, epoch interruption for the CPU deadline,
-//! the linker with WASI (deny-everything) and the host imports, and the
-//! components compiled so far (through the compile cache).
+//! The process-wide wasmtime engine: instances allocated as they are needed
+//! with memories reserved by what they use, epoch interruption for the CPU
+//! deadline, the linker with WASI (deny-everything) and the host imports, and
+//! the components compiled so far (through the compile cache).
+//!
+//! Address space is what limits a host with many subscriptions, not memory:
+//! wasmtime's defaults reserve 4 GiB + 32 MiB guard per linear memory, and
+//! a pooling allocator reserves that for every slot up front (~8 GiB per
+//! instance, 122 TB for 200 subscriptions of `max_concurrency: 50`). Here a
+//! memory reserves its initial size plus [`GROWTH`] (moving if it outgrows
+//! that, never past [`Limits::memory_bytes`]), so an idle subscription's one
+//! instance costs a few MiB of address space and a sink's pool grows with its
+//! concurrency in use. Instances are reused by [`Sink`], so allocating them
+//! on demand costs nothing per delivery.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Engine, InstanceAllocationStrategy};
 
 use super::bindings::{SinkPlugin, SinkPluginPre};
 use super::compile_cache::CompileCache;
@@ -19,6 +29,14 @@ use super::{Limits, PluginError, SinkSpec};
 
 /// How often the engine's epoch advances; the granularity of the CPU deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Address space a linear memory reserves beyond its current size, to grow
+/// into without moving.
+const GROWTH: u64 = 4 << 20;
+
+/// Unmapped bytes after a linear memory: lets one bounds check cover nearby
+/// offsets.
+const GUARD: u64 = 64 << 10;
 
 /// The process-wide engine and the components compiled so far.
 pub struct Runtime {
@@ -30,28 +48,22 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Creates the engine with room for `max_instances` live plugin instances
-    /// (the sum of the subscriptions' `max_concurrency`, plus slack).
-    pub fn new(limits: Limits, max_instances: u32) -> Result<Self, PluginError> {
+    /// Creates the engine. Instances are allocated as sinks need them, each
+    /// limited by `limits`.
+    pub fn new(limits: Limits) -> Result<Self, PluginError> {
         let engine_error = |e: wasmtime::Error| PluginError::Load {
             path: PathBuf::from("<engine>"),
             message: format!("{e:#}"),
         };
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(max_instances)
-            .total_core_instances(max_instances.saturating_mul(16))
-            .total_memories(max_instances.saturating_mul(2))
-            .total_tables(max_instances.saturating_mul(8))
-            .total_stacks(max_instances)
-            .max_core_instances_per_component(64)
-            .max_memories_per_component(4)
-            .max_tables_per_component(16)
-            .max_memory_size(limits.memory_bytes);
         let mut config = wasmtime::Config::new();
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            .allocation_strategy(InstanceAllocationStrategy::OnDemand)
+            .memory_reservation(0)
+            .memory_reservation_for_growth(GROWTH)
+            .memory_guard_size(GUARD)
+            .guard_before_linear_memory(false);
         let engine = Engine::new(&config).map_err(engine_error)?;
 
         let ticker = engine.weak();

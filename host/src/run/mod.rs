@@ -34,7 +34,7 @@ use crate::config::ConfigSource;
 use crate::config::{Config, ConfigError};
 use crate::ops::metrics;
 use crate::ops::server::{self, Health};
-use crate::plugin::Limits;
+use crate::plugin::{Limits, Runtime};
 use reload::Plan;
 use supervisor::{ApplyError, Supervisor};
 use watcher::{Reloading, Watcher};
@@ -52,7 +52,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let digests = reload::digests(&config).map_err(|e| *e)?;
-    let runtime = prepare::runtime(&config, Limits::default()).map_err(|error| PrepareError {
+    let runtime = Runtime::new(Limits::default()).map_err(|error| PrepareError {
         subscription: None,
         error,
     })?;
@@ -173,7 +173,7 @@ pub enum ReloadError {
     /// (the message `sinkhost check` prints).
     #[error(transparent)]
     Plugin(#[from] Box<PrepareError>),
-    /// The change cannot be applied (instance capacity, stream setup).
+    /// The change cannot be applied (stream setup).
     #[error(transparent)]
     Apply(#[from] ApplyError),
 }

@@ -9,9 +9,7 @@
 //!
 //! The supervisor applies a [`reload::Plan`] that `reload` worked out and
 //! `run` validated; it does not decide what changed and does not deliver.
-//! It owns the one plugin [`Runtime`] of the process, sized once at start
-//! (see [`instance_capacity`]): a reload that would need more plugin
-//! instances than that is refused with [`ApplyError::Capacity`].
+//! It owns the one plugin [`Runtime`] of the process.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -29,22 +27,12 @@ use crate::ops::metrics;
 use crate::ops::server::Health;
 use crate::plugin::{Runtime, Sink};
 use crate::run::entry::{Entry, grace};
-use crate::run::prepare::{Prepared, instance_capacity, needed_instances};
+use crate::run::prepare::Prepared;
 use crate::run::reload::{self, Digest, Plan, Running};
 
 /// Why a validated config cannot be applied. Nothing has been stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    /// More plugin instances than the process made room for at start.
-    #[error(
-        "config.d needs room for {needed} plugin instances during this reload (max_concurrency of every subscription, plus the subscriptions being replaced), but this process made room for {capacity} at start; restart sinkhost to apply it"
-    )]
-    Capacity {
-        /// Instances the reload needs.
-        needed: usize,
-        /// Instances the process has room for.
-        capacity: usize,
-    },
     /// A stream could not be created, updated or found.
     #[error("{context}: {error}")]
     Stream {
@@ -62,7 +50,6 @@ pub enum ApplyError {
 pub struct Supervisor {
     js: jetstream::Context,
     runtime: Runtime,
-    capacity: usize,
     /// Parent of every entry's stop-fetching token: shutdown stops all at once.
     stop: CancellationToken,
     health: Arc<Health>,
@@ -76,7 +63,7 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Sets up streams and consumers for `prepared` (all of `config`, compiled
-    /// with `runtime`, made by [`runtime`]) and starts consuming. A NATS error here fails the start.
+    /// with `runtime`) and starts consuming. A NATS error here fails the start.
     pub async fn start(
         js: jetstream::Context,
         runtime: Runtime,
@@ -89,7 +76,6 @@ impl Supervisor {
         let mut supervisor = Supervisor {
             js,
             runtime,
-            capacity: instance_capacity(&config),
             stop,
             health,
             stream: None,
@@ -164,20 +150,6 @@ impl Supervisor {
             config,
             digests,
         );
-        let stopping: BTreeSet<&str> = plan.stopping().collect();
-        let needed = needed_instances(&config.subscriptions)
-            + needed_instances(
-                self.entries
-                    .iter()
-                    .map(|e| &e.subscriber.sub)
-                    .filter(|sub| stopping.contains(sub.name.as_str())),
-            );
-        if needed > self.capacity {
-            return Err(ApplyError::Capacity {
-                needed,
-                capacity: self.capacity,
-            });
-        }
         for path in &plan.recompile {
             self.runtime.forget(path);
         }

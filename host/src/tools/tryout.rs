@@ -110,7 +110,7 @@ impl TryOut {
             (Outbound::new(client, allow, sub.timeout), None)
         };
         let outbound = outbound.with_log_url(self.log_url);
-        let runtime = Runtime::new(Limits::default(), 2)?;
+        let runtime = Runtime::new(Limits::default())?;
         let sink = runtime.sink(run::sink_spec(&sub, outbound))?;
         sink.check().await?;
         let message = Message {

@@ -1,0 +1,64 @@
+//! Many subscriptions on one host. 1,000 subscriptions of the seed's
+//! `max_concurrency: 50` start and each delivers, inside the address space
+//! that strict overcommit (`vm.overcommit_memory=2`, the default ratio of 50%,
+//! no swap) leaves a process on a 24 GiB machine: 12 GiB. Plugin instances
+//! and their memories are reserved by use, not `max_concurrency` x
+//! subscriptions up front (that was ~8 GiB per instance slot). Real
+//! nats-server, one real receiver, the real binary.
+
+#[path = "common.rs"]
+mod common;
+#[path = "support/mod.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{stream_yaml, sub_yaml};
+use support::{ConfigDir, Host, NatsServer, Receiver, publish, unique};
+
+const SUBSCRIPTIONS: usize = 1000;
+/// `CommitLimit` with strict overcommit on a 24 GiB machine without swap.
+const ADDRESS_SPACE: u64 = 12 << 30;
+const WAIT: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_subscriptions_start_within_strict_overcommit_and_each_delivers() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::ok().await;
+    let s = unique("scale");
+    let wildcard = format!("{s}.>");
+    let entries: String = (0..SUBSCRIPTIONS)
+        .map(|i| {
+            sub_yaml(
+                &format!("s{i}"),
+                &format!("{s}.{i}"),
+                &receiver.url(&format!("/{i}")),
+                "",
+            )
+        })
+        .collect();
+    let config = ConfigDir::new()
+        .file("00-stream.yml", stream_yaml(&s, &[&wildcard]))
+        .file("10.yml", format!("subscriptions:\n{entries}"));
+
+    let host = Host::start_within(config.path(), &nats.url(), ADDRESS_SPACE, &[]).await;
+    host.wait_healthy(WAIT).await;
+    let js = nats.jetstream().await;
+    for i in 0..SUBSCRIPTIONS {
+        publish(&js, &format!("{s}.{i}"), format!("{{\"n\":{i}}}"), &[]).await;
+    }
+    let got = receiver.wait_for(SUBSCRIPTIONS, WAIT).await;
+    let paths: BTreeSet<String> = got.iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths.len(),
+        SUBSCRIPTIONS,
+        "each subscription delivered its message once"
+    );
+    receiver
+        .assert_count_stays(SUBSCRIPTIONS, Duration::from_secs(1))
+        .await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", host.pid())).unwrap();
+    let vm_size = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+    eprintln!("{SUBSCRIPTIONS} subscriptions: {vm_size}");
+}
