@@ -59,6 +59,13 @@ async fn a_thousand_subscriptions_start_within_strict_overcommit_and_each_delive
         .assert_count_stays(SUBSCRIPTIONS, Duration::from_secs(1))
         .await;
     let status = std::fs::read_to_string(format!("/proc/{}/status", host.pid())).unwrap();
-    let vm_size = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
-    eprintln!("{SUBSCRIPTIONS} subscriptions: {vm_size}");
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().to_owned()
+    };
+    eprintln!(
+        "{SUBSCRIPTIONS} subscriptions: VmSize {} kB, VmRSS {} kB",
+        field("VmSize:"),
+        field("VmRSS:")
+    );
 }
