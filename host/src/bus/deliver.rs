@@ -37,19 +37,6 @@ pub(super) async fn deliver(
     limiter: Option<Arc<TokenBucket>>,
     shutdown: Shutdown,
 ) {
-    let span = trace::delivery_span(&subscriber.sub.name, message.headers.as_ref());
-    deliver_in_span(subscriber, message, turn, limiter, shutdown)
-        .instrument(span)
-        .await;
-}
-
-async fn deliver_in_span(
-    subscriber: Arc<Subscriber>,
-    message: jetstream::Message,
-    mut turn: Option<Turn>,
-    limiter: Option<Arc<TokenBucket>>,
-    shutdown: Shutdown,
-) {
     let sub = &subscriber.sub;
     let info = match message.info() {
         Ok(info) => info,
@@ -64,9 +51,24 @@ async fn deliver_in_span(
         message: &message,
         info: &info,
     };
-    tracing::Span::current().record("message_id", one.id.as_str());
+    // Every field is known here: a span whose fields are recorded later
+    // costs a second formatting of all of them.
+    let span = trace::delivery_span(&sub.name, &one.id, message.headers.as_ref());
+    deliver_in_span(one, turn, limiter, shutdown)
+        .instrument(span)
+        .await;
+}
+
+async fn deliver_in_span(
+    one: One<'_>,
+    mut turn: Option<Turn>,
+    limiter: Option<Arc<TokenBucket>>,
+    shutdown: Shutdown,
+) {
+    let (subscriber, message, info) = (one.subscriber, one.message, one.info);
+    let sub = &subscriber.sub;
     let policy = subscriber.policy();
-    if let Some(reason) = malformed_reason(&message) {
+    if let Some(reason) = malformed_reason(message) {
         // No plugin is handed a guess at bytes no client library would
         // produce. The dead letter keeps them as they arrived.
         metrics::delivery(&sub.name, "malformed", Duration::ZERO);
@@ -75,7 +77,7 @@ async fn deliver_in_span(
         }
         return;
     }
-    let mut lease = Lease::new(&message, &sub.name, sub.ack_wait, &shutdown);
+    let mut lease = Lease::new(message, &sub.name, sub.ack_wait, &shutdown);
     if let Some(turn) = &mut turn {
         // Waits on through `stop` (only `abort` ends it), so a message goes back
         // to the stream after the earlier ones of its subject, not before.

@@ -12,23 +12,19 @@
 use async_nats::HeaderMap;
 use sinkhost_trace_context::is_valid_traceparent;
 
-/// The span one delivery runs in. `message_id` is recorded by the caller once
-/// it knows the id.
+/// The span one delivery runs in, with all its fields at once.
 ///
 /// The span is at `error` level so that it is enabled under any `SINKHOST_LOG`
 /// filter that lets a line of the delivery through: a span below the filter's
 /// level would be disabled, and its fields would vanish from `warn` lines.
-pub(crate) fn delivery_span(subscription: &str, headers: Option<&HeaderMap>) -> tracing::Span {
-    let span = tracing::error_span!(
-        "delivery",
-        subscription,
-        message_id = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-    );
-    if let Some(trace_id) = headers.and_then(trace_id) {
-        span.record("trace_id", trace_id);
-    }
-    span
+pub(crate) fn delivery_span(
+    subscription: &str,
+    message_id: &str,
+    headers: Option<&HeaderMap>,
+) -> tracing::Span {
+    // An absent trace id (`None`) leaves the field out of the line.
+    let trace_id = headers.and_then(trace_id);
+    tracing::error_span!("delivery", subscription, message_id, trace_id)
 }
 
 /// The trace id of the message's one `traceparent` header (name matched
