@@ -9,6 +9,7 @@
 //! and from these types.
 
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
@@ -177,6 +178,16 @@ pub struct Outbound {
     allow: Allowlist,
     timeout: Duration,
     log_url: LogUrl,
+    /// The subscription's webhook URL, checked once: most requests go there.
+    webhook: Option<Arc<Checked>>,
+}
+
+/// A URL the allowlist let through, and how errors show it.
+#[derive(Debug)]
+struct Checked {
+    text: String,
+    url: Url,
+    shown: String,
 }
 
 /// Where allowed requests go.
@@ -191,7 +202,7 @@ enum Transport {
 
 /// The requests a dry-run [`Outbound`] was asked to send, in order.
 #[derive(Debug, Clone, Default)]
-pub struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<Request>>>);
+pub struct Recorder(Arc<std::sync::Mutex<Vec<Request>>>);
 
 impl Recorder {
     /// Takes the requests recorded so far.
@@ -224,6 +235,7 @@ impl Outbound {
             allow,
             timeout,
             log_url: LogUrl::Host,
+            webhook: None,
         }
     }
 
@@ -231,7 +243,35 @@ impl Outbound {
     /// [`LogUrl::Host`]: scheme, host and port only).
     pub fn with_log_url(mut self, log_url: LogUrl) -> Self {
         self.log_url = log_url;
+        match self.webhook.take() {
+            // Shown as the new policy says.
+            Some(webhook) => self.with_webhook(&webhook.text),
+            None => self,
+        }
+    }
+
+    /// Checks `url` (the subscription's webhook URL, where most requests go)
+    /// now instead of on every request to it. One that is not allowed is
+    /// left to be refused per request.
+    pub fn with_webhook(mut self, url: &str) -> Self {
+        self.webhook = self.allow.check(url).ok().map(|parsed| {
+            Arc::new(Checked {
+                text: url.to_owned(),
+                shown: redact::show_parsed(&parsed, self.log_url),
+                url: parsed,
+            })
+        });
         self
+    }
+
+    /// `text` checked against the allowlist, and how errors name it.
+    fn checked(&self, text: &str) -> Result<(Url, String), HttpError> {
+        if let Some(known) = self.webhook.as_deref().filter(|k| k.text == text) {
+            return Ok((known.url.clone(), known.shown.clone()));
+        }
+        let url = self.allow.check(text)?;
+        let shown = redact::show_parsed(&url, self.log_url);
+        Ok((url, shown))
     }
 
     /// An outbound that checks the allowlist but sends nothing: it records each
@@ -243,6 +283,7 @@ impl Outbound {
             allow,
             timeout: Duration::ZERO,
             log_url: LogUrl::Host,
+            webhook: None,
         };
         (outbound, recorder)
     }
@@ -250,8 +291,7 @@ impl Outbound {
     /// Sends `req` if its host is allowed, within the timeout, reading at most
     /// [`BODY_LIMIT`] bytes of the response body.
     pub async fn send(&self, req: Request) -> Result<Response, HttpError> {
-        let url = self.allow.check(&req.url)?;
-        let target = redact::show_parsed(&url, self.log_url);
+        let (url, target) = self.checked(&req.url)?;
         let client = match &self.transport {
             Transport::Network(client) => client,
             Transport::DryRun(recorder) => {
@@ -395,6 +435,35 @@ mod tests {
         let denied = outbound.send(request("http://b.example/hook")).await;
         assert!(matches!(denied, Err(HttpError::Denied(_))));
         assert_eq!(recorder.take(), [request("http://a.example/hook")]);
+    }
+
+    #[tokio::test]
+    async fn the_webhook_checked_once_answers_as_a_request_checked_each_time() {
+        let allow = Allowlist::new(&["a.example:80".into()]);
+        let (plain, _) = Outbound::dry_run(allow.clone());
+        let (checked, recorder) = Outbound::dry_run(allow);
+        let checked = checked
+            .with_webhook("http://a.example/hook?k=SECRET")
+            .with_log_url(LogUrl::Full);
+        let plain = plain.with_log_url(LogUrl::Full);
+        for url in [
+            "http://a.example/hook?k=SECRET",
+            "http://a.example/other",
+            "http://b.example/hook",
+        ] {
+            let (once, each) = (checked.send(post(url)).await, plain.send(post(url)).await);
+            match (once, each) {
+                (Ok(once), Ok(each)) => assert_eq!(once.from, each.from, "{url}"),
+                (Err(once), Err(each)) => assert_eq!(once.to_string(), each.to_string()),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        assert_eq!(recorder.take().len(), 2);
+        // A webhook the allowlist refuses is refused on each request.
+        let (refused, _) = Outbound::dry_run(Allowlist::new(&[]));
+        let refused = refused.with_webhook("http://a.example/hook");
+        let denied = refused.send(post("http://a.example/hook")).await;
+        assert!(matches!(denied, Err(HttpError::Denied(_))), "{denied:?}");
     }
 
     const SECRETS: [&str; 5] = ["alice", "S3cretPW", "PATHSECRET", "QTOKEN", "FRAGSECRET"];

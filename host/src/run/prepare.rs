@@ -45,7 +45,8 @@ pub async fn prepare_in<'a>(
             Allowlist::new(&sub.allowed_hosts()),
             sub.timeout,
         )
-        .with_log_url(sub.webhook.log_url);
+        .with_log_url(sub.webhook.log_url)
+        .with_webhook(&sub.webhook.url);
         let spec = sink_spec(sub, outbound);
         let sink = runtime.sink(spec).map_err(failed)?;
         sink.check().await.map_err(failed)?;

@@ -109,7 +109,9 @@ impl TryOut {
             let client = Outbound::shared_client();
             (Outbound::new(client, allow, sub.timeout), None)
         };
-        let outbound = outbound.with_log_url(self.log_url);
+        let outbound = outbound
+            .with_log_url(self.log_url)
+            .with_webhook(&sub.webhook.url);
         let runtime = Runtime::new(Limits::default())?;
         let sink = runtime.sink(run::sink_spec(&sub, outbound))?;
         sink.check().await?;
