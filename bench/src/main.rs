@@ -8,10 +8,13 @@
 //!    under a load generator), and sinkhost as a fraction of the lower one,
 //! 3. publish-to-arrival latency at a steady rate,
 //! 4. the wasm path's cost per delivery for each plugin found,
-//! 5. sinkhost's peak RSS during the drain and its ready time.
+//! 5. sinkhost's peak RSS during the drain and its ready time,
+//! 6. sinkhost beside the seed's Go consumer (`../shared/peer/compare.sh`):
+//!    drain ratio and CPU per message in the same runs.
 //!
 //! Figures, never pass/fail: targets are printed beside them.
 
+mod peer;
 mod plugin_cost;
 mod procs;
 mod receiver;
@@ -71,6 +74,14 @@ struct Args {
     /// settings, e.g. `TOKIO_WORKER_THREADS=1`); repeatable.
     #[arg(long = "sinkhost-env", value_parser = parse_env)]
     sinkhost_env: Vec<(String, String)>,
+    /// The side-by-side run with the seed's Go consumer; row 6 is left out
+    /// when it is missing.
+    #[arg(long, default_value = "../shared/peer/compare.sh")]
+    compare: PathBuf,
+    /// Where compare.sh finds (or builds) the Go consumer, its receiver and
+    /// its nats-server.
+    #[arg(long, default_value = "target/peer")]
+    peer_bin: PathBuf,
     /// nats-server binary.
     #[arg(
         long,
@@ -291,6 +302,46 @@ async fn run(args: Args) -> anyhow::Result<()> {
             cold.as_secs_f64() * 1e3
         ),
     ));
+
+    // 6. Beside the Go consumer, last: it runs its own servers.
+    if args.compare.exists() {
+        eprintln!(
+            "{} {} {} ...",
+            args.compare.display(),
+            args.messages,
+            args.rounds
+        );
+        let side = peer::compare(
+            &args.compare,
+            &std::path::absolute(&args.sinkhost)?,
+            &std::path::absolute(&args.peer_bin)?,
+            args.messages,
+            args.rounds.max(1),
+        )?;
+        let (go_cpu, cpu) = (
+            median(side.go_cpu_us.clone()),
+            median(side.sinkhost_cpu_us.clone()),
+        );
+        rows.push(row(
+            "6",
+            "vs the Go consumer: drain ratio, CPU per message",
+            format!(
+                "{:.2}x the drain; {cpu:.1} vs {go_cpu:.1} us/msg ({:.2}x)",
+                side.ratio,
+                cpu / go_cpu
+            ),
+            ">= 2.0x; <= 0.5x",
+            format!(
+                "compare.sh {} {}: Go {:.0} msg/s, sinkhost {:.0} msg/s (medians of the alternated rounds)",
+                args.messages,
+                args.rounds.max(1),
+                median(side.go_rates),
+                median(side.sinkhost_rates)
+            ),
+        ));
+    } else {
+        eprintln!("{} not found: no row 6", args.compare.display());
+    }
 
     let load_after = loadavg();
     let report = render(&args, &rows, &load_before, &load_after);
