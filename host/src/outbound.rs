@@ -1,17 +1,27 @@
 //! Outbound HTTP: the host side of the plugin's `http.send` import.
 //!
-//! Owns the shared reqwest client (keep-alive pool, rustls), the per-subscription
-//! allowlist and timeout, the bounded read of response bodies, and the one
-//! place an outbound failure becomes text ([`HttpError`]): that text names the
-//! destination as `scheme://host:port/...` (see [`crate::config::redact`]), never by
-//! the URL reqwest would print, because for many webhooks the URL is the
-//! credential. It knows nothing of wasm: `plugin` converts the WIT records to
-//! and from these types.
+//! Owns the shared client (hyper's keep-alive pool, rustls with Mozilla's
+//! roots), the per-subscription allowlist and timeout, the bounded read of
+//! response bodies, and the one place an outbound failure becomes text
+//! ([`HttpError`]): that text names the destination as `scheme://host:port/...`
+//! (see [`crate::config::redact`]), never by the URL itself, because for many
+//! webhooks the URL is the credential. It knows nothing of wasm: `plugin`
+//! converts the WIT records to and from these types.
+//!
+//! The subscription's webhook URL, where most requests go, is checked and
+//! turned into a request target once ([`Outbound::with_webhook`]); any other
+//! URL a plugin names is checked on each request.
 
-use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::Url;
 
 use crate::config::redact::{self, LogUrl};
@@ -19,6 +29,14 @@ use crate::config::redact::{self, LogUrl};
 /// Response bodies are cut off after this many bytes, so a destination that
 /// answers with gigabytes cannot exhaust the host's memory.
 pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The process-wide HTTP client: one pool of keep-alive connections (HTTP/1.1,
+/// or HTTP/2 where TLS negotiates it) for every subscription.
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Sent when the plugin names no `user-agent`.
+const USER_AGENT: HeaderValue =
+    HeaderValue::from_static(concat!("sinkhost/", env!("CARGO_PKG_VERSION")));
 
 /// One request a plugin asked the host to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,21 +120,18 @@ impl HttpError {
         }
     }
 
-    /// Turns a reqwest failure of a request to `target` (already in its shown
-    /// form) into the typed error.
-    fn from_reqwest(error: &reqwest::Error, target: &str) -> Self {
-        let target = target.to_owned();
-        if error.is_timeout() {
-            HttpError::Timeout { target }
-        } else if error.is_builder() {
-            HttpError::Other(format!("request to {target} not sent: {}", describe(error)))
-        } else {
-            // connect, request and body errors all mean the exchange broke on the wire
-            HttpError::Connect {
-                target,
-                detail: describe(error),
-            }
+    /// The exchange with `target` (already in its shown form) broke on the
+    /// wire: `what` failed (`error sending request`), because of `error`.
+    fn broken(target: &str, what: &str, error: &dyn std::error::Error) -> Self {
+        HttpError::Connect {
+            target: target.to_owned(),
+            detail: describe(what, error),
         }
+    }
+
+    /// The plugin's request could not be put on the wire as asked.
+    fn not_sent(target: &str, why: impl std::fmt::Display) -> Self {
+        HttpError::Other(format!("request to {target} not sent: {why}"))
     }
 }
 
@@ -179,22 +194,64 @@ pub struct Outbound {
     timeout: Duration,
     log_url: LogUrl,
     /// The subscription's webhook URL, checked once: most requests go there.
-    webhook: Option<Arc<Checked>>,
+    webhook: Option<Arc<Target>>,
 }
 
-/// A URL the allowlist let through, and how errors show it.
+/// A URL the allowlist let through, as a request goes to it.
 #[derive(Debug)]
-struct Checked {
+struct Target {
+    /// As the plugin wrote it.
     text: String,
-    url: Url,
+    /// What goes on the wire: no user info, no fragment.
+    uri: http::Uri,
+    /// `Basic` credentials from the URL's user info, sent unless the plugin
+    /// sets its own `authorization`.
+    basic: Option<HeaderValue>,
+    /// How errors and `from` name it.
     shown: String,
+}
+
+impl Target {
+    fn new(text: &str, mut url: Url, log_url: LogUrl) -> Result<Self, HttpError> {
+        let shown = redact::show_parsed(&url, log_url);
+        let basic = basic_credentials(&url);
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url.set_fragment(None);
+        let uri = url
+            .as_str()
+            .parse()
+            .map_err(|e| HttpError::not_sent(&shown, format_args!("invalid URL: {e}")))?;
+        Ok(Target {
+            text: text.to_owned(),
+            uri,
+            basic,
+            shown,
+        })
+    }
+}
+
+/// `user:password@` of `url` as an `Authorization: Basic` value
+/// (percent-decoded, as a browser sends it).
+fn basic_credentials(url: &Url) -> Option<HeaderValue> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |part: &str| percent_encoding::percent_decode_str(part).collect::<Vec<u8>>();
+    let mut pair = decode(url.username());
+    pair.push(b':');
+    pair.extend(decode(url.password().unwrap_or_default()));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+    let mut value = HeaderValue::try_from(format!("Basic {encoded}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// Where allowed requests go.
 #[derive(Debug, Clone)]
 enum Transport {
     /// Onto the network through the shared client.
-    Network(reqwest::Client),
+    Network(HttpClient),
     /// Nowhere: each request is recorded and answered `200` with an empty
     /// body (`plugin test --dry-run`, and benchmarks of the plugin alone).
     DryRun(Recorder),
@@ -215,21 +272,27 @@ impl Outbound {
     /// The process-wide client. One pool of keep-alive connections serves
     /// every subscription; redirects are not followed (a redirect could lead
     /// off the allowlist) and no proxy from the environment is used.
-    pub fn shared_client() -> reqwest::Client {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
+    pub fn shared_client() -> HttpClient {
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(Duration::from_secs(10)));
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .expect("ring supports rustls' default protocol versions")
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(tcp);
+        Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(256)
             .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("sinkhost/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client's static configuration is valid")
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(tls)
     }
 
     /// A subscription's view of `client`.
-    pub fn new(client: reqwest::Client, allow: Allowlist, timeout: Duration) -> Self {
+    pub fn new(client: HttpClient, allow: Allowlist, timeout: Duration) -> Self {
         Outbound {
             transport: Transport::Network(client),
             allow,
@@ -254,24 +317,17 @@ impl Outbound {
     /// now instead of on every request to it. One that is not allowed is
     /// left to be refused per request.
     pub fn with_webhook(mut self, url: &str) -> Self {
-        self.webhook = self.allow.check(url).ok().map(|parsed| {
-            Arc::new(Checked {
-                text: url.to_owned(),
-                shown: redact::show_parsed(&parsed, self.log_url),
-                url: parsed,
-            })
-        });
+        self.webhook = self.target(url).ok();
         self
     }
 
-    /// `text` checked against the allowlist, and how errors name it.
-    fn checked(&self, text: &str) -> Result<(Url, String), HttpError> {
-        if let Some(known) = self.webhook.as_deref().filter(|k| k.text == text) {
-            return Ok((known.url.clone(), known.shown.clone()));
+    /// `text` checked against the allowlist, as a request goes to it.
+    fn target(&self, text: &str) -> Result<Arc<Target>, HttpError> {
+        if let Some(known) = self.webhook.as_ref().filter(|k| k.text == text) {
+            return Ok(known.clone());
         }
         let url = self.allow.check(text)?;
-        let shown = redact::show_parsed(&url, self.log_url);
-        Ok((url, shown))
+        Target::new(text, url, self.log_url).map(Arc::new)
     }
 
     /// An outbound that checks the allowlist but sends nothing: it records each
@@ -288,10 +344,11 @@ impl Outbound {
         (outbound, recorder)
     }
 
-    /// Sends `req` if its host is allowed, within the timeout, reading at most
-    /// [`BODY_LIMIT`] bytes of the response body.
+    /// Sends `req` if its host is allowed, within the timeout (the whole
+    /// exchange, body included), reading at most [`BODY_LIMIT`] bytes of the
+    /// response body.
     pub async fn send(&self, req: Request) -> Result<Response, HttpError> {
-        let (url, target) = self.checked(&req.url)?;
+        let target = self.target(&req.url)?;
         let client = match &self.transport {
             Transport::Network(client) => client,
             Transport::DryRun(recorder) => {
@@ -300,90 +357,108 @@ impl Outbound {
                     status: 200,
                     headers: Vec::new(),
                     body: Vec::new(),
-                    from: target,
+                    from: target.shown.clone(),
                 });
             }
         };
-        let failed = |error: reqwest::Error| HttpError::from_reqwest(&error, &target);
-        let method = reqwest::Method::from_bytes(req.method.as_bytes())
-            .map_err(|_| HttpError::Other(format!("invalid method {:?}", req.method)))?;
-        let mut builder = client.request(method, url).timeout(self.timeout);
-        for (name, value) in &req.headers {
-            builder = builder.header(name.as_str(), value.as_str());
+        let request = build(&target, req)?;
+        match tokio::time::timeout(self.timeout, exchange(client, request, &target.shown)).await {
+            Ok(result) => result,
+            Err(_) => Err(HttpError::Timeout {
+                target: target.shown.clone(),
+            }),
         }
-        if !req.body.is_empty() {
-            builder = builder.body(req.body);
-        }
-        let mut response = builder.send().await.map_err(failed)?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let mut body = Vec::new();
-        while body.len() < BODY_LIMIT {
-            match response.chunk().await.map_err(failed)? {
-                Some(chunk) => {
-                    let room = BODY_LIMIT - body.len();
-                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                }
-                None => break,
-            }
-        }
-        Ok(Response {
-            status,
-            headers,
-            body,
-            from: target,
-        })
     }
 }
 
-/// The text of a reqwest error and its causes, without a URL. reqwest's own
-/// message ends in `for url (<the whole URL>)`, and its Display hides the
-/// cause that an operator needs ("connection refused", "invalid peer
-/// certificate"); here every reqwest error in the chain is named by its kind
-/// and every other cause by its own text.
-fn describe(error: &reqwest::Error) -> String {
-    let mut parts = vec![reqwest_kind(error)];
+/// The plugin's request as hyper sends it, with the defaults a plugin did not
+/// set: `user-agent`, `accept: */*`, and the URL's own credentials.
+fn build(target: &Target, req: Request) -> Result<http::Request<Full<Bytes>>, HttpError> {
+    let method = http::Method::from_bytes(req.method.as_bytes())
+        .map_err(|_| HttpError::Other(format!("invalid method {:?}", req.method)))?;
+    let mut request = http::Request::new(Full::new(Bytes::from(req.body)));
+    *request.method_mut() = method;
+    *request.uri_mut() = target.uri.clone();
+    let headers = request.headers_mut();
+    headers.reserve(req.headers.len() + 2);
+    for (name, value) in req.headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            HttpError::not_sent(&target.shown, format_args!("invalid header name {name:?}"))
+        })?;
+        // The value is never shown: it is often the credential.
+        let value = HeaderValue::try_from(value).map_err(|_| {
+            HttpError::not_sent(&target.shown, format_args!("invalid value of header {name}"))
+        })?;
+        headers.append(name, value);
+    }
+    if !headers.contains_key(header::USER_AGENT) {
+        headers.insert(header::USER_AGENT, USER_AGENT);
+    }
+    if !headers.contains_key(header::ACCEPT) {
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    }
+    if let Some(basic) = &target.basic
+        && !headers.contains_key(header::AUTHORIZATION)
+    {
+        headers.insert(header::AUTHORIZATION, basic.clone());
+    }
+    Ok(request)
+}
+
+/// One request and its response, the body read up to [`BODY_LIMIT`] (the
+/// rest is not read: the connection is closed instead of reused).
+async fn exchange(
+    client: &HttpClient,
+    request: http::Request<Full<Bytes>>,
+    target: &str,
+) -> Result<Response, HttpError> {
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| HttpError::broken(target, "error sending request", &e))?;
+    let (parts, mut incoming) = response.into_parts();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    while body.len() < BODY_LIMIT {
+        let Some(frame) = incoming.frame().await else {
+            break;
+        };
+        let frame =
+            frame.map_err(|e| HttpError::broken(target, "request or response body error", &e))?;
+        if let Ok(chunk) = frame.into_data() {
+            let room = BODY_LIMIT - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+    }
+    Ok(Response {
+        status: parts.status.as_u16(),
+        headers,
+        body,
+        from: target.to_owned(),
+    })
+}
+
+/// `what` failed, then `error` and each of its causes by their own text
+/// (`error sending request: client error (Connect): tcp connect error:
+/// Connection refused (os error 111)`). No part of it holds the URL: hyper's
+/// errors never name it.
+fn describe(what: &str, error: &dyn std::error::Error) -> String {
+    let mut parts = vec![what.to_owned(), error.to_string()];
     let mut source = error.source();
     while let Some(cause) = source {
-        parts.push(match cause.downcast_ref::<reqwest::Error>() {
-            Some(inner) => reqwest_kind(inner),
-            None => cause.to_string(),
-        });
+        parts.push(cause.to_string());
         source = cause.source();
     }
     parts.join(": ")
-}
-
-/// What reqwest's Display says before `for url (...)`.
-fn reqwest_kind(error: &reqwest::Error) -> String {
-    if let Some(status) = error.status() {
-        return format!("HTTP status {status}");
-    }
-    let kind = if error.is_builder() {
-        "builder error"
-    } else if error.is_redirect() {
-        "error following redirect"
-    } else if error.is_request() {
-        "error sending request"
-    } else if error.is_body() {
-        "request or response body error"
-    } else if error.is_decode() {
-        "error decoding response body"
-    } else if error.is_upgrade() {
-        "error upgrading connection"
-    } else {
-        "HTTP client error"
-    };
-    kind.to_owned()
 }
 
 #[cfg(test)]
@@ -537,6 +612,66 @@ mod tests {
         assert!(!text.contains("S3cretPW"), "{text}");
     }
 
+    /// Answers one request `204` and hands back its head as it arrived.
+    async fn one_request_head() -> (u16, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let head = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0];
+                socket.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        (port, head)
+    }
+
+    #[tokio::test]
+    async fn a_url_with_user_info_sends_basic_credentials_and_a_bare_target() {
+        let (port, head) = one_request_head().await;
+        let url = format!("http://al%20ice:S3cret@127.0.0.1:{port}/hook?q=1#frag");
+        let response = outbound(port, Duration::from_secs(5))
+            .with_webhook(&url)
+            .send(post(&url))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 204);
+        let head = head.await.unwrap().to_lowercase();
+        assert!(head.starts_with("post /hook?q=1 http/1.1\r\n"), "{head}");
+        // base64("al ice:S3cret")
+        assert!(head.contains("\r\nauthorization: basic ywwgawnlolmzy3jlda=="), "{head}");
+        assert!(head.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")), "{head}");
+        assert!(head.contains("\r\nuser-agent: sinkhost/"), "{head}");
+        assert!(head.contains("\r\ncontent-length: 2\r\n"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn the_plugins_own_authorization_and_user_agent_win() {
+        let (port, head) = one_request_head().await;
+        let mut request = post(&format!("http://u:p@127.0.0.1:{port}/"));
+        request.headers = vec![
+            ("Authorization".into(), "Bearer mine".into()),
+            ("User-Agent".into(), "plugin/1".into()),
+        ];
+        outbound(port, Duration::from_secs(5))
+            .send(request)
+            .await
+            .unwrap();
+        let head = head.await.unwrap().to_lowercase();
+        assert!(head.contains("\r\nauthorization: bearer mine\r\n"), "{head}");
+        assert!(head.contains("\r\nuser-agent: plugin/1\r\n"), "{head}");
+        assert_eq!(head.matches("authorization:").count(), 1, "{head}");
+        assert_eq!(head.matches("user-agent:").count(), 1, "{head}");
+    }
+
     #[tokio::test]
     async fn a_timeout_names_host_and_port() {
         // Accepts connections and never answers.
@@ -582,7 +717,7 @@ mod tests {
         assert_no_secret(&text);
         assert!(
             text.starts_with(&format!(
-                "request to http://127.0.0.1:{port}/... not sent: builder error"
+                "request to http://127.0.0.1:{port}/... not sent: invalid value of header x-bad"
             )),
             "{text}"
         );
