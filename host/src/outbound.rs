@@ -271,7 +271,11 @@ impl Recorder {
 impl Outbound {
     /// The process-wide client. One pool of keep-alive connections serves
     /// every subscription; redirects are not followed (a redirect could lead
-    /// off the allowlist) and no proxy from the environment is used.
+    /// off the allowlist) and no proxy from the environment is used. Idle
+    /// connections are not capped per host: there are never more than the
+    /// deliveries once in flight (the sum of `max_concurrency`), and a cap
+    /// below that closes and reopens connections on every request when many
+    /// subscriptions share a destination.
     pub fn shared_client() -> HttpClient {
         let mut tcp = HttpConnector::new();
         tcp.enforce_http(false);
@@ -284,7 +288,6 @@ impl Outbound {
             .enable_all_versions()
             .wrap_connector(tcp);
         Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(256)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -387,7 +390,10 @@ fn build(target: &Target, req: Request) -> Result<http::Request<Full<Bytes>>, Ht
         })?;
         // The value is never shown: it is often the credential.
         let value = HeaderValue::try_from(value).map_err(|_| {
-            HttpError::not_sent(&target.shown, format_args!("invalid value of header {name}"))
+            HttpError::not_sent(
+                &target.shown,
+                format_args!("invalid value of header {name}"),
+            )
         })?;
         headers.append(name, value);
     }
@@ -647,8 +653,14 @@ mod tests {
         let head = head.await.unwrap().to_lowercase();
         assert!(head.starts_with("post /hook?q=1 http/1.1\r\n"), "{head}");
         // base64("al ice:S3cret")
-        assert!(head.contains("\r\nauthorization: basic ywwgawnlolmzy3jlda=="), "{head}");
-        assert!(head.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")), "{head}");
+        assert!(
+            head.contains("\r\nauthorization: basic ywwgawnlolmzy3jlda=="),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")),
+            "{head}"
+        );
         assert!(head.contains("\r\nuser-agent: sinkhost/"), "{head}");
         assert!(head.contains("\r\ncontent-length: 2\r\n"), "{head}");
     }
@@ -666,7 +678,10 @@ mod tests {
             .await
             .unwrap();
         let head = head.await.unwrap().to_lowercase();
-        assert!(head.contains("\r\nauthorization: bearer mine\r\n"), "{head}");
+        assert!(
+            head.contains("\r\nauthorization: bearer mine\r\n"),
+            "{head}"
+        );
         assert!(head.contains("\r\nuser-agent: plugin/1\r\n"), "{head}");
         assert_eq!(head.matches("authorization:").count(), 1, "{head}");
         assert_eq!(head.matches("user-agent:").count(), 1, "{head}");
