@@ -71,7 +71,7 @@ async fn deliver_in_span(
     if let Some(reason) = malformed_reason(message) {
         // No plugin is handed a guess at bytes no client library would
         // produce. The dead letter keeps them as they arrived.
-        metrics::delivery(&sub.name, "malformed", Duration::ZERO);
+        subscriber.metrics.delivery("malformed", Duration::ZERO);
         if !one.dead_letter(0, &reason).await {
             one.settle(AckKind::Nak(Some(policy.delay_after(1)))).await;
         }
@@ -161,7 +161,8 @@ impl Attempts for BusAttempts<'_> {
             return None;
         }
         let started = Instant::now();
-        let _in_flight = metrics::in_flight(&sub.name);
+        let metrics = &one.subscriber.metrics;
+        let _in_flight = metrics.in_flight();
         let (result, label) = match self.policy.lost(attempt) {
             Some(lost) => (lost, "lost"),
             None => {
@@ -170,7 +171,7 @@ impl Attempts for BusAttempts<'_> {
                     tokio::time::timeout(call_limit(sub), one.subscriber.sink.deliver(&input));
                 let Some(called) = self.lease.run(call).await else {
                     one.settle(AckKind::Nak(None)).await;
-                    metrics::delivery(&sub.name, "aborted", started.elapsed());
+                    metrics.delivery("aborted", started.elapsed());
                     tracing::info!(subscription = %sub.name, message_id = %one.id, "shutdown: delivery abandoned, message returned to the stream");
                     return None;
                 };
@@ -180,7 +181,7 @@ impl Attempts for BusAttempts<'_> {
                 classify(sub, called)
             }
         };
-        metrics::delivery(&sub.name, label, started.elapsed());
+        metrics.delivery(label, started.elapsed());
         Some(result)
     }
 

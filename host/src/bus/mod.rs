@@ -45,6 +45,8 @@ pub(crate) struct Subscriber {
     pub(crate) js: jetstream::Context,
     /// True while the fetch loop is receiving.
     pub(crate) consuming: Arc<AtomicBool>,
+    /// Its per-delivery metrics.
+    pub(crate) metrics: metrics::PerSubscription,
 }
 
 impl Subscriber {
@@ -52,8 +54,10 @@ impl Subscriber {
         Policy::of(&self.sub)
     }
 
+    /// Called per message: the gauge is written only when the flag changes.
     fn set_consuming(&self, yes: bool) {
-        self.consuming.store(yes, Ordering::Relaxed);
-        metrics::consuming(&self.sub.name, yes);
+        if self.consuming.swap(yes, Ordering::Relaxed) != yes {
+            self.metrics.consuming(yes);
+        }
     }
 }

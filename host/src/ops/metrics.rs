@@ -2,10 +2,12 @@
 //! labelled with the subscription.
 //!
 //! Modules record through the small functions here; `server` renders the text.
+//! What every delivery records goes through [`PerSubscription`], whose series
+//! are looked up once per subscription instead of by label on each message.
 //! Nothing here decides anything: it only counts.
 
-use std::sync::LazyLock;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -184,31 +186,124 @@ fn sub(subscription: &str) -> Sub {
     }
 }
 
-/// Counts one attempt's outcome and its duration.
-pub(crate) fn delivery(subscription: &str, outcome: &str, took: Duration) {
-    METRICS
-        .deliveries
-        .get_or_create(&SubOutcome {
+/// The `outcome` labels a delivery is counted under (see
+/// `delivery::classify`); another label still counts, through a lookup.
+const OUTCOMES: &[&str] = &[
+    "delivered",
+    "retry",
+    "reject",
+    "trap",
+    "deadline",
+    "error",
+    "call_limit",
+    "lost",
+    "aborted",
+    "malformed",
+];
+
+/// The `result` labels of an outbound request (`HttpError::result_label`).
+const HTTP_RESULTS: &[&str] = &[
+    "1xx", "2xx", "3xx", "4xx", "5xx", "other", "timeout", "connect", "denied",
+];
+
+/// One subscription's per-delivery series, looked up once: recording through
+/// it neither hashes labels nor allocates. Its duration, in-flight and
+/// consuming series are shown from the start; an outcome or HTTP result when
+/// it first happens.
+#[derive(Clone, Debug)]
+pub(crate) struct PerSubscription(Arc<Series>);
+
+#[derive(Debug)]
+struct Series {
+    subscription: String,
+    duration: Histogram,
+    in_flight: Gauge,
+    consuming: Gauge,
+    /// Indexed like [`OUTCOMES`] / [`HTTP_RESULTS`], made on first use.
+    outcomes: Box<[OnceLock<Counter>]>,
+    http: Box<[OnceLock<Counter>]>,
+}
+
+impl PerSubscription {
+    pub(crate) fn new(subscription: &str) -> Self {
+        let label = sub(subscription);
+        let made = |n: usize| (0..n).map(|_| OnceLock::new()).collect();
+        PerSubscription(Arc::new(Series {
             subscription: subscription.to_owned(),
-            outcome: outcome.to_owned(),
-        })
-        .inc();
+            duration: METRICS.duration.get_or_create(&label).clone(),
+            in_flight: METRICS.in_flight.get_or_create(&label).clone(),
+            consuming: METRICS.consuming.get_or_create(&label).clone(),
+            outcomes: made(OUTCOMES.len()),
+            http: made(HTTP_RESULTS.len()),
+        }))
+    }
+
+    /// Counts one attempt's outcome and its duration.
+    pub(crate) fn delivery(&self, outcome: &str, took: Duration) {
+        let series = &self.0;
+        let counter = |outcome: &str| {
+            METRICS
+                .deliveries
+                .get_or_create(&SubOutcome {
+                    subscription: series.subscription.clone(),
+                    outcome: outcome.to_owned(),
+                })
+                .clone()
+        };
+        cached(&series.outcomes, OUTCOMES, outcome, counter);
+        series.duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts one outbound request under `result`: its status class (`2xx`...)
+    /// or why no response came (`timeout`, `connect`, `denied`, `other`).
+    pub(crate) fn http_result(&self, result: &str) {
+        let series = &self.0;
+        let counter = |result: &str| {
+            METRICS
+                .http
+                .get_or_create(&SubResult {
+                    subscription: series.subscription.clone(),
+                    result: result.to_owned(),
+                })
+                .clone()
+        };
+        cached(&series.http, HTTP_RESULTS, result, counter);
+    }
+
+    /// Tracks a delivery in progress until the guard drops.
+    pub(crate) fn in_flight(&self) -> InFlight {
+        let gauge = self.0.in_flight.clone();
+        gauge.inc();
+        InFlight(gauge)
+    }
+
+    /// Records whether the subscription is consuming.
+    pub(crate) fn consuming(&self, yes: bool) {
+        self.0.consuming.set(i64::from(yes));
+    }
+}
+
+/// Increments the counter of `label`: the one in `made` at its place in
+/// `known`, made by `make` the first time; one of no known label is looked up.
+fn cached(made: &[OnceLock<Counter>], known: &[&str], label: &str, make: impl Fn(&str) -> Counter) {
+    match known.iter().position(|k| *k == label) {
+        Some(i) => made[i].get_or_init(|| make(label)).inc(),
+        None => make(label).inc(),
+    };
+}
+
+/// Records whether a subscription is consuming (before it has a
+/// [`PerSubscription`]).
+pub(crate) fn consuming(subscription: &str, yes: bool) {
     METRICS
-        .duration
+        .consuming
         .get_or_create(&sub(subscription))
-        .observe(took.as_secs_f64());
+        .set(i64::from(yes));
 }
 
 /// Counts one message written to the dead-letter stream.
 pub(crate) fn dead_letter(subscription: &str) {
     METRICS.dead_letters.get_or_create(&sub(subscription)).inc();
-}
-
-/// Tracks a delivery in progress until the guard drops.
-pub(crate) fn in_flight(subscription: &str) -> InFlight {
-    let gauge = METRICS.in_flight.get_or_create(&sub(subscription)).clone();
-    gauge.inc();
-    InFlight(gauge)
 }
 
 /// Decrements its gauge (`sinkhost_in_flight`, `sinkhost_ordering_waiting`) on drop.
@@ -240,26 +335,6 @@ pub(crate) fn rate_limit_wait(subscription: &str, waited: Duration) {
         .rate_limit_wait_seconds
         .get_or_create(&sub(subscription))
         .inc_by(waited.as_secs_f64());
-}
-
-/// Counts one outbound request under `result`: its status class (`2xx`...)
-/// or why no response came (`timeout`, `connect`, `denied`, `other`).
-pub(crate) fn http_result(subscription: &str, result: &str) {
-    METRICS
-        .http
-        .get_or_create(&SubResult {
-            subscription: subscription.to_owned(),
-            result: result.to_owned(),
-        })
-        .inc();
-}
-
-/// Records whether a subscription is consuming.
-pub(crate) fn consuming(subscription: &str, yes: bool) {
-    METRICS
-        .consuming
-        .get_or_create(&sub(subscription))
-        .set(i64::from(yes));
 }
 
 /// Records whether the NATS connection is up.
@@ -333,4 +408,46 @@ pub(crate) fn render() -> String {
     prometheus_client::encoding::text::encode(&mut text, &METRICS.registry)
         .expect("writing to a String cannot fail");
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(series))
+    }
+
+    #[test]
+    fn handles_count_into_the_same_series_as_a_lookup_and_unknown_labels_still_count() {
+        let one = PerSubscription::new("metrics_unit");
+        let again = PerSubscription::new("metrics_unit");
+        one.delivery("delivered", Duration::from_millis(1));
+        again.delivery("delivered", Duration::from_millis(1));
+        one.delivery("not-a-known-outcome", Duration::ZERO);
+        one.http_result("2xx");
+        let flight = one.in_flight();
+        let text = render();
+        let delivered =
+            r#"sinkhost_deliveries_total{subscription="metrics_unit",outcome="delivered"}"#;
+        assert_eq!(line(&text, delivered), Some(&*format!("{delivered} 2")));
+        let unknown = r#"sinkhost_deliveries_total{subscription="metrics_unit",outcome="not-a-known-outcome"}"#;
+        assert_eq!(line(&text, unknown), Some(&*format!("{unknown} 1")));
+        let http = r#"sinkhost_http_requests_total{subscription="metrics_unit",result="2xx"}"#;
+        assert_eq!(line(&text, http), Some(&*format!("{http} 1")));
+        let count = r#"sinkhost_delivery_duration_seconds_count{subscription="metrics_unit"}"#;
+        assert_eq!(line(&text, count), Some(&*format!("{count} 3")));
+        let gauge = r#"sinkhost_in_flight{subscription="metrics_unit"}"#;
+        assert_eq!(line(&text, gauge), Some(&*format!("{gauge} 1")));
+        drop(flight);
+        assert_eq!(line(&render(), gauge), Some(&*format!("{gauge} 0")));
+        // Not recorded yet: not shown.
+        assert_eq!(
+            line(
+                &text,
+                r#"sinkhost_deliveries_total{subscription="metrics_unit",outcome="retry"}"#
+            ),
+            None
+        );
+    }
 }

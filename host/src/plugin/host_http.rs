@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use super::bindings::sinkhost::plugin::http;
 use super::state::State;
-use crate::ops::metrics;
 use crate::outbound;
 
 impl http::Host for State {
@@ -21,10 +20,8 @@ impl http::Host for State {
         };
         let result = self.spec.outbound.send(request).await;
         self.waiting += started.elapsed();
-        metrics::http_result(
-            &self.spec.subscription,
-            outbound::HttpError::result_label(&result),
-        );
+        self.metrics
+            .http_result(outbound::HttpError::result_label(&result));
         // Both name the destination as the subscription may show it.
         self.last_http = Some(match &result {
             Ok(response) => format!("HTTP {} from {}", response.status, response.from),

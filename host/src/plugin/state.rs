@@ -12,6 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::sinkhost::plugin::types;
 use super::{Limits, SinkSpec};
+use crate::ops::metrics::PerSubscription;
 
 /// The data of one instance's store: WASI (deny-everything), limits, and what
 /// the host imports need.
@@ -26,6 +27,7 @@ pub(super) struct State {
     pub(super) log_lines: u32,
     pub(super) log_dropped: u32,
     pub(super) last_http: Option<String>,
+    pub(super) metrics: PerSubscription,
 }
 
 impl State {
@@ -38,13 +40,14 @@ impl State {
                 .memory_size(limits.memory_bytes)
                 .trap_on_grow_failure(false)
                 .build(),
-            spec,
             limits,
             call_started: Instant::now(),
             waiting: Duration::ZERO,
             log_lines: 0,
             log_dropped: 0,
             last_http: None,
+            metrics: PerSubscription::new(&spec.subscription),
+            spec,
         }
     }
 

@@ -13,7 +13,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::bus::{self, Subscriber};
 use crate::config::Subscription;
-use crate::ops::metrics;
 use crate::run::reload::Digest;
 
 /// One running subscription.
@@ -35,7 +34,7 @@ impl Entry {
         consumer: Option<PullConsumer>,
         stop: &CancellationToken,
     ) -> Self {
-        metrics::consuming(&subscriber.sub.name, false);
+        subscriber.metrics.consuming(false);
         let stop_fetching = stop.child_token();
         let abort = CancellationToken::new();
         let in_flight = TaskTracker::new();

@@ -298,11 +298,12 @@ impl Supervisor {
     /// A subscription on this supervisor's client, not consuming yet.
     fn subscriber(&self, sub: Subscription, stream: String, sink: Arc<Sink>) -> Arc<Subscriber> {
         Arc::new(Subscriber {
-            sub,
             stream,
             sink,
             js: self.js.clone(),
             consuming: Arc::new(AtomicBool::new(false)),
+            metrics: metrics::PerSubscription::new(&sub.name),
+            sub,
         })
     }
 
