@@ -102,7 +102,6 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let load_before = loadavg();
     for needed in [&args.sinkhost, &args.plugin_dir.join("http-webhook.wasm")] {
         anyhow::ensure!(
             needed.exists(),
@@ -110,6 +109,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             needed.display()
         );
     }
+    table(&args).await
+}
+
+/// Its own nats-server and receiver, and how to start sinkhost.
+async fn start(args: &Args) -> anyhow::Result<(Nats, Bench)> {
     let sinkhost = SinkhostBin {
         bin: std::path::absolute(&args.sinkhost)?,
         plugin_dir: std::path::absolute(&args.plugin_dir)?,
@@ -130,6 +134,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .build()?,
         epoch,
     };
+    Ok((nats, bench))
+}
+
+/// Rows 1-6, printed and written between the `bench` markers.
+async fn table(args: &Args) -> anyhow::Result<()> {
+    let load_before = loadavg();
+    let (nats, bench) = start(args).await?;
     let mut rows = Vec::new();
 
     // 5b. Ready time: cold (nothing cached), then warm (after `check` filled
@@ -344,9 +355,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let load_after = loadavg();
-    let report = render(&args, &rows, &load_before, &load_after);
+    let report = render(args, &rows, &load_before, &load_after);
     print!("{report}");
-    write_between_markers(&args.out, &report)?;
+    write_between_markers(&args.out, "bench", &report)?;
     eprintln!("written to {}", args.out.display());
     Ok(())
 }
@@ -386,12 +397,8 @@ fn target_for(plugin: &str) -> &'static str {
 }
 
 fn render(args: &Args, rows: &[Row], load_before: &str, load_after: &str) -> String {
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Machine: {cores} cores; load average before {load_before}, after {load_after}.  "
-    );
+    let _ = writeln!(out, "{}  ", machine(load_before, load_after));
     let _ = writeln!(
         out,
         "Run: {} messages x {} rounds, {}-byte JSON on 3 subjects; latency {} msg/s for {} s; sinkhost {}{}.\n",
@@ -418,20 +425,28 @@ fn render(args: &Args, rows: &[Row], load_before: &str, load_after: &str) -> Str
     out
 }
 
-const BEGIN: &str = "<!-- bench:begin -->";
-const END: &str = "<!-- bench:end -->";
+/// `Machine: <cores> cores; load average before ..., after ....`
+fn machine(load_before: &str, load_after: &str) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    format!("Machine: {cores} cores; load average before {load_before}, after {load_after}.")
+}
 
-/// Replaces what is between the markers of `path` with `report`, or writes
-/// a new file holding only the marked report.
-fn write_between_markers(path: &Path, report: &str) -> anyhow::Result<()> {
-    let block = format!("{BEGIN}\n{report}{END}\n");
+/// Replaces what is between `<!-- <name>:begin -->` and `<!-- <name>:end -->`
+/// of `path` with `report`; appends the marked report when the file lacks
+/// them, or writes a new file.
+fn write_between_markers(path: &Path, name: &str, report: &str) -> anyhow::Result<()> {
+    let (begin, end) = (
+        format!("<!-- {name}:begin -->"),
+        format!("<!-- {name}:end -->"),
+    );
+    let block = format!("{begin}\n{report}{end}\n");
     let text = match std::fs::read_to_string(path) {
-        Ok(old) => match (old.find(BEGIN), old.find(END)) {
+        Ok(old) => match (old.find(&begin), old.find(&end)) {
             (Some(b), Some(e)) if b < e => {
                 format!(
-                    "{}{BEGIN}\n{report}{END}{}",
+                    "{}{begin}\n{report}{end}{}",
                     &old[..b],
-                    &old[e + END.len()..]
+                    &old[e + end.len()..]
                 )
             }
             _ => format!("{old}\n{block}"),
