@@ -12,12 +12,17 @@
 //! 6. sinkhost beside the seed's Go consumer (`../shared/peer/compare.sh`):
 //!    drain ratio and CPU per message in the same runs.
 //!
+//! Then a second table, the scaling section (`scaling`): payload size,
+//! subscriptions per host, a slow destination, two hosts on one consumer;
+//! written between its own markers. `--only table` / `--only scaling` runs one.
+//!
 //! Figures, never pass/fail: targets are printed beside them.
 
 mod peer;
 mod plugin_cost;
 mod procs;
 mod receiver;
+mod scaling;
 mod scenario;
 
 use std::fmt::Write as _;
@@ -25,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use sinkhost::plugin::compile_cache::CompileCache;
 
 use procs::{Nats, SinkhostBin};
@@ -89,6 +94,31 @@ struct Args {
         default_value = ".tools/venv/bin/nats-server"
     )]
     nats_server: PathBuf,
+    /// Run one section only (default: both).
+    #[arg(long, value_enum)]
+    only: Option<Section>,
+    /// Scaling: messages of each case's backlog, spread over its
+    /// subscriptions (larger payloads get fewer).
+    #[arg(long, default_value_t = 20_000)]
+    scaling_messages: u64,
+    /// Scaling: rounds of every case (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    scaling_rounds: usize,
+    /// Scaling: subscription counts on one host.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
+    subscriptions: Vec<usize>,
+    /// Scaling: how late the slow destination answers, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    slow_ms: u64,
+}
+
+/// A table of BENCH.md, each between its own markers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Section {
+    /// Rows 1-6 (`<!-- bench:begin -->`).
+    Table,
+    /// The scaling cases (`<!-- scaling:begin -->`).
+    Scaling,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -109,7 +139,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
             needed.display()
         );
     }
-    table(&args).await
+    if args.only != Some(Section::Scaling) {
+        table(&args).await?;
+    }
+    if args.only != Some(Section::Table) {
+        let (nats, bench) = start(&args).await?;
+        let report = scaling::run(
+            &bench,
+            &nats,
+            &scaling::Options {
+                messages: args.scaling_messages,
+                rounds: args.scaling_rounds,
+                subscriptions: args.subscriptions.clone(),
+                slow_delay: Duration::from_millis(args.slow_ms),
+            },
+        )
+        .await?;
+        drop((bench, nats));
+        print!("{report}");
+        write_between_markers(&args.out, "scaling", &report)?;
+        eprintln!("scaling written to {}", args.out.display());
+    }
+    Ok(())
 }
 
 /// Its own nats-server and receiver, and how to start sinkhost.
