@@ -34,7 +34,7 @@ help:
 	@echo "make build  - build the host and the built-in plugins (target/release)"
 	@echo "make dist   - pack the release tarball (target/dist/sinkhost-<version>-<arch>-linux.tar.gz)"
 	@echo "make examples - build the JS and Python example plugins (target/examples, needs npm)"
-	@echo "make bench  - drain rate, bounds, latency, plugin cost, memory, ready time (BENCH.md)"
+	@echo "make bench  - drain rate, bounds, latency, plugin cost, memory, ready time, scaling (BENCH.md)"
 	@echo "make setup  - install the wasm32-wasip2 target and nats-server (into .tools/)"
 
 setup: $(NATS) .tools/wasm-target $(PATCHED)
@@ -140,9 +140,11 @@ lint: .tools/wasm-target $(PATCHED)
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release --target wasm32-wasip2 -p sinkhost-sdk $(addprefix -p ,$(PLUGINS) $(TEST_PLUGINS)) -- -D warnings
 
-# Figures, never pass/fail: one table on stdout and in BENCH.md (bench/src/main.rs
-# says what each row measures). Starts its own nats-server and receiver; measures
-# the JS/Python examples too when `make examples` has built them.
+# Figures, never pass/fail: two tables on stdout and in BENCH.md, rows 1-6 and
+# the scaling section (bench/src/main.rs and scaling.rs say what they measure;
+# `target/release/sinkhost-bench --only scaling` runs one). Starts its own
+# nats-server and receiver; measures the JS/Python examples too when `make
+# examples` has built them.
 bench: setup build
 	$(CARGO) build --release -p sinkhost-bench
 	target/release/sinkhost-bench

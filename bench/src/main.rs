@@ -12,12 +12,17 @@
 //! 6. sinkhost beside the seed's Go consumer (`../shared/peer/compare.sh`):
 //!    drain ratio and CPU per message in the same runs.
 //!
+//! Then a second table, the scaling section (`scaling`): payload size,
+//! subscriptions per host, a slow destination, two hosts on one consumer;
+//! written between its own markers. `--only table` / `--only scaling` runs one.
+//!
 //! Figures, never pass/fail: targets are printed beside them.
 
 mod peer;
 mod plugin_cost;
 mod procs;
 mod receiver;
+mod scaling;
 mod scenario;
 
 use std::fmt::Write as _;
@@ -25,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use sinkhost::plugin::compile_cache::CompileCache;
 
 use procs::{Nats, SinkhostBin};
@@ -89,6 +94,31 @@ struct Args {
         default_value = ".tools/venv/bin/nats-server"
     )]
     nats_server: PathBuf,
+    /// Run one section only (default: both).
+    #[arg(long, value_enum)]
+    only: Option<Section>,
+    /// Scaling: messages of each case's backlog, spread over its
+    /// subscriptions (larger payloads get fewer).
+    #[arg(long, default_value_t = 20_000)]
+    scaling_messages: u64,
+    /// Scaling: rounds of every case (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    scaling_rounds: usize,
+    /// Scaling: subscription counts on one host.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
+    subscriptions: Vec<usize>,
+    /// Scaling: how late the slow destination answers, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    slow_ms: u64,
+}
+
+/// A table of BENCH.md, each between its own markers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Section {
+    /// Rows 1-6 (`<!-- bench:begin -->`).
+    Table,
+    /// The scaling cases (`<!-- scaling:begin -->`).
+    Scaling,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,7 +132,6 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let load_before = loadavg();
     for needed in [&args.sinkhost, &args.plugin_dir.join("http-webhook.wasm")] {
         anyhow::ensure!(
             needed.exists(),
@@ -110,6 +139,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
             needed.display()
         );
     }
+    if args.only != Some(Section::Scaling) {
+        table(&args).await?;
+    }
+    if args.only != Some(Section::Table) {
+        let (nats, bench) = start(&args).await?;
+        let report = scaling::run(
+            &bench,
+            &nats,
+            &scaling::Options {
+                messages: args.scaling_messages,
+                rounds: args.scaling_rounds,
+                subscriptions: args.subscriptions.clone(),
+                slow_delay: Duration::from_millis(args.slow_ms),
+            },
+        )
+        .await?;
+        drop((bench, nats));
+        print!("{report}");
+        write_between_markers(&args.out, "scaling", &report)?;
+        eprintln!("scaling written to {}", args.out.display());
+    }
+    Ok(())
+}
+
+/// Its own nats-server and receiver, and how to start sinkhost.
+async fn start(args: &Args) -> anyhow::Result<(Nats, Bench)> {
     let sinkhost = SinkhostBin {
         bin: std::path::absolute(&args.sinkhost)?,
         plugin_dir: std::path::absolute(&args.plugin_dir)?,
@@ -130,6 +185,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .build()?,
         epoch,
     };
+    Ok((nats, bench))
+}
+
+/// Rows 1-6, printed and written between the `bench` markers.
+async fn table(args: &Args) -> anyhow::Result<()> {
+    let load_before = loadavg();
+    let (nats, bench) = start(args).await?;
     let mut rows = Vec::new();
 
     // 5b. Ready time: cold (nothing cached), then warm (after `check` filled
@@ -344,9 +406,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let load_after = loadavg();
-    let report = render(&args, &rows, &load_before, &load_after);
+    let report = render(args, &rows, &load_before, &load_after);
     print!("{report}");
-    write_between_markers(&args.out, &report)?;
+    write_between_markers(&args.out, "bench", &report)?;
     eprintln!("written to {}", args.out.display());
     Ok(())
 }
@@ -386,12 +448,8 @@ fn target_for(plugin: &str) -> &'static str {
 }
 
 fn render(args: &Args, rows: &[Row], load_before: &str, load_after: &str) -> String {
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Machine: {cores} cores; load average before {load_before}, after {load_after}.  "
-    );
+    let _ = writeln!(out, "{}  ", machine(load_before, load_after));
     let _ = writeln!(
         out,
         "Run: {} messages x {} rounds, {}-byte JSON on 3 subjects; latency {} msg/s for {} s; sinkhost {}{}.\n",
@@ -418,20 +476,28 @@ fn render(args: &Args, rows: &[Row], load_before: &str, load_after: &str) -> Str
     out
 }
 
-const BEGIN: &str = "<!-- bench:begin -->";
-const END: &str = "<!-- bench:end -->";
+/// `Machine: <cores> cores; load average before ..., after ....`
+fn machine(load_before: &str, load_after: &str) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    format!("Machine: {cores} cores; load average before {load_before}, after {load_after}.")
+}
 
-/// Replaces what is between the markers of `path` with `report`, or writes
-/// a new file holding only the marked report.
-fn write_between_markers(path: &Path, report: &str) -> anyhow::Result<()> {
-    let block = format!("{BEGIN}\n{report}{END}\n");
+/// Replaces what is between `<!-- <name>:begin -->` and `<!-- <name>:end -->`
+/// of `path` with `report`; appends the marked report when the file lacks
+/// them, or writes a new file.
+fn write_between_markers(path: &Path, name: &str, report: &str) -> anyhow::Result<()> {
+    let (begin, end) = (
+        format!("<!-- {name}:begin -->"),
+        format!("<!-- {name}:end -->"),
+    );
+    let block = format!("{begin}\n{report}{end}\n");
     let text = match std::fs::read_to_string(path) {
-        Ok(old) => match (old.find(BEGIN), old.find(END)) {
+        Ok(old) => match (old.find(&begin), old.find(&end)) {
             (Some(b), Some(e)) if b < e => {
                 format!(
-                    "{}{BEGIN}\n{report}{END}{}",
+                    "{}{begin}\n{report}{end}{}",
                     &old[..b],
-                    &old[e + END.len()..]
+                    &old[e + end.len()..]
                 )
             }
             _ => format!("{old}\n{block}"),

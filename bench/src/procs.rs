@@ -63,6 +63,11 @@ impl Nats {
         })
     }
 
+    /// CPU time it has used so far (see [`cpu_of`]).
+    pub fn cpu(&self) -> anyhow::Result<Duration> {
+        cpu_of(self.child.id())
+    }
+
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
@@ -195,13 +200,51 @@ impl Sinkhost {
 
     /// The process's peak resident set so far (`VmHWM`), in bytes.
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
+        Ok(self.memory()?.peak_rss)
+    }
+
+    /// Its memory figures from `/proc/<pid>/status`.
+    pub fn memory(&self) -> anyhow::Result<Memory> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kb: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmHWM in /proc/<pid>/status")?;
-        Ok(kb * 1024)
+        let bytes = |name: &str| -> anyhow::Result<u64> {
+            let kb: u64 = status
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .with_context(|| format!("no {name} in /proc/<pid>/status"))?;
+            Ok(kb * 1024)
+        };
+        Ok(Memory {
+            peak_rss: bytes("VmHWM")?,
+            size: bytes("VmSize")?,
+        })
+    }
+
+    /// CPU time it has used so far (see [`cpu_of`]).
+    pub fn cpu(&self) -> anyhow::Result<Duration> {
+        cpu_of(self.child.id())
+    }
+
+    /// What went wrong so far, from its log: WARN and ERROR lines and
+    /// retried deliveries (logged at INFO), each as `message: why` (the
+    /// line's `error` or `reason`).
+    pub fn troubles(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|line| {
+                matches!(line["level"].as_str(), Some("WARN" | "ERROR"))
+                    || line["fields"]["message"] == "delivery failed; will retry"
+            })
+            .map(|line| {
+                let fields = &line["fields"];
+                let message = fields["message"].as_str().unwrap_or_default();
+                match fields["error"].as_str().or(fields["reason"].as_str()) {
+                    Some(why) => format!("{message}: {why}"),
+                    None => message.to_owned(),
+                }
+            })
+            .collect()
     }
 
     /// SIGTERM, then waits up to 20 s (SIGKILL after that).
@@ -222,6 +265,51 @@ impl Sinkhost {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What `/proc/<pid>/status` says of a process's memory, in bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    /// `VmHWM`: the peak resident set.
+    pub peak_rss: u64,
+    /// `VmSize`: the address space mapped now.
+    pub size: u64,
+}
+
+/// CPU time process `pid` (or `"self"`) has used so far, user + system, all
+/// threads (`utime` + `stime` of `/proc/<pid>/stat`).
+pub fn cpu_of(pid: impl std::fmt::Display) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("no command name in /proc/<pid>/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |at: usize| -> anyhow::Result<u64> {
+        fields
+            .get(at)
+            .and_then(|t| t.parse().ok())
+            .context("short /proc/<pid>/stat")
+    };
+    // utime and stime are fields 14 and 15; `fields` starts at field 3.
+    let ticks = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+}
+
+/// `getconf CLK_TCK`: the unit of `/proc/<pid>/stat`'s CPU times (100 on
+/// Linux unless told otherwise).
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100)
+    })
 }
 
 impl Drop for Sinkhost {

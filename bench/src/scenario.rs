@@ -1,7 +1,10 @@
 //! The measured runs: a sinkhost drain of a pre-filled stream, the two bounds
 //! (a bare pull+ack loop, the receiver under a load generator), steady-rate
 //! latency, and ready time. Each returns plain figures; `main` tabulates.
+//! Also what `scaling` builds its runs from: a generated config.d of any
+//! number of subscriptions, and publishing a backlog.
 
+use std::fmt::Write as _;
 use std::future::IntoFuture;
 use std::path::Path;
 use std::sync::Arc;
@@ -49,16 +52,58 @@ pub struct Drain {
     pub broker: f64,
 }
 
-/// A JSON payload of exactly [`PAYLOAD_BYTES`] bytes carrying `seq` and the
-/// publish time.
-fn payload(seq: u64, sent_us: u64) -> bytes::Bytes {
+/// A JSON payload of exactly `size` bytes (more when `size` is too small for
+/// the fields) carrying `seq` and the publish time.
+fn payload(seq: u64, sent_us: u64, size: usize) -> bytes::Bytes {
     let head = format!(r#"{{"seq":{seq},"sent_us":{sent_us},"pad":""#);
-    let pad = PAYLOAD_BYTES.saturating_sub(head.len() + 2);
+    let pad = size.saturating_sub(head.len() + 2);
     format!("{head}{}\"}}", "x".repeat(pad)).into()
 }
 
+/// One subscription of a generated config.d: http-webhook to `url`, with the
+/// seed's settings but for `max_concurrency`.
+pub struct Subscription {
+    pub name: String,
+    /// Its subject filter.
+    pub subject: String,
+    pub url: String,
+    pub max_concurrency: usize,
+}
+
+/// A config.d holding the stream `stream` on `<prefix>.>` and `subscriptions`,
+/// each with its own durable (`<name>-consumer`).
+pub fn config_dir(
+    stream: &str,
+    prefix: &str,
+    subscriptions: &[Subscription],
+) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("sinkhost-bench-config-")
+        .tempdir()?;
+    let mut yaml = format!(
+        "stream:\n  name: {stream}\n  subjects: [\"{prefix}.>\"]\n  max_age: 1h\n  storage: file\nsubscriptions:\n"
+    );
+    for Subscription {
+        name,
+        subject,
+        url,
+        max_concurrency,
+    } in subscriptions
+    {
+        let _ = write!(
+            yaml,
+            "  - name: {name}\n    subject: \"{subject}\"\n    consumer: {name}-consumer\n\
+             \x20   webhook:\n      url: \"{url}\"\n      headers:\n        Authorization: \"Bearer bench\"\n\
+             \x20   timeout: \"15s\"\n    retries: 3\n    backoff: \"2s\"\n    max_concurrency: {max_concurrency}\n    ack_wait: \"120s\"\n"
+        );
+    }
+    std::fs::write(dir.path().join("10-bench.yml"), yaml)?;
+    Ok(dir)
+}
+
 impl Bench {
-    async fn create_stream(&self, name: &str, prefix: &str) -> anyhow::Result<()> {
+    /// Creates the stream `name` on `<prefix>.>`.
+    pub async fn create_stream(&self, name: &str, prefix: &str) -> anyhow::Result<()> {
         self.js
             .create_stream(stream::Config {
                 name: name.into(),
@@ -82,28 +127,43 @@ impl Bench {
 
     /// A config.d with one http-webhook subscription on `<prefix>.>`.
     fn config_dir(&self, stream: &str, prefix: &str) -> anyhow::Result<tempfile::TempDir> {
-        let dir = tempfile::Builder::new()
-            .prefix("sinkhost-bench-config-")
-            .tempdir()?;
-        let yaml = format!(
-            "stream:\n  name: {stream}\n  subjects: [\"{prefix}.>\"]\n  max_age: 1h\n  storage: file\n\
-             subscriptions:\n  - name: {prefix}\n    subject: \"{prefix}.>\"\n    consumer: {prefix}-consumer\n\
-             \x20   webhook:\n      url: \"{}/hook\"\n      headers:\n        Authorization: \"Bearer bench\"\n\
-             \x20   timeout: \"15s\"\n    retries: 3\n    backoff: \"2s\"\n    max_concurrency: {MAX_CONCURRENCY}\n    ack_wait: \"120s\"\n",
-            self.receiver.base
-        );
-        std::fs::write(dir.path().join("10-bench.yml"), yaml)?;
-        Ok(dir)
+        config_dir(
+            stream,
+            prefix,
+            &[Subscription {
+                name: prefix.into(),
+                subject: format!("{prefix}.>"),
+                url: format!("{}/hook", self.receiver.base),
+                max_concurrency: MAX_CONCURRENCY,
+            }],
+        )
     }
 
     /// Publishes `n` messages round-robin over three subjects and waits for
     /// every JetStream ack.
     async fn fill(&self, prefix: &str, n: u64) -> anyhow::Result<()> {
+        self.publish(n, PAYLOAD_BYTES, |seq| {
+            format!("{prefix}.{}", SUBJECTS[(seq % 3) as usize])
+        })
+        .await
+    }
+
+    /// Publishes `n` messages of `size` bytes, message `seq` on
+    /// `subject(seq)`, and waits for every JetStream ack.
+    pub async fn publish(
+        &self,
+        n: u64,
+        size: usize,
+        subject: impl Fn(u64) -> String,
+    ) -> anyhow::Result<()> {
         let mut acks = Vec::with_capacity(1024);
         for seq in 0..n {
-            let subject = format!("{prefix}.{}", SUBJECTS[(seq % 3) as usize]);
             let sent = self.epoch.elapsed().as_micros() as u64;
-            acks.push(self.js.publish(subject, payload(seq, sent)).await?);
+            acks.push(
+                self.js
+                    .publish(subject(seq), payload(seq, sent, size))
+                    .await?,
+            );
             if acks.len() == 1024 {
                 futures::future::try_join_all(acks.drain(..).map(IntoFuture::into_future)).await?;
             }
@@ -181,7 +241,7 @@ impl Bench {
         self.receiver.reset();
         let body = format!(
             r#"{{"subject":"order.created","data":{},"timestamp":"2026-11-29T12:00:00Z","message_id":"nats-msg-1"}}"#,
-            String::from_utf8_lossy(&payload(0, 0))
+            String::from_utf8_lossy(&payload(0, 0, PAYLOAD_BYTES))
         );
         let next = Arc::new(AtomicU64::new(0));
         let url = format!("{}/hook", self.receiver.base);
@@ -237,7 +297,11 @@ impl Bench {
             tick.tick().await;
             let subject = format!("{prefix}.{}", SUBJECTS[(seq % 3) as usize]);
             let sent = self.epoch.elapsed().as_micros() as u64;
-            let _ = acks.send(self.js.publish(subject, payload(seq, sent)).await?);
+            let _ = acks.send(
+                self.js
+                    .publish(subject, payload(seq, sent, PAYLOAD_BYTES))
+                    .await?,
+            );
         }
         drop(acks);
         settled.await??;
@@ -260,7 +324,7 @@ impl Bench {
 }
 
 /// Messages per second over `span` (first to last arrival: `n - 1` intervals).
-fn rate(n: u64, span: Duration) -> f64 {
+pub fn rate(n: u64, span: Duration) -> f64 {
     n.saturating_sub(1) as f64 / span.as_secs_f64().max(1e-9)
 }
 
@@ -276,10 +340,10 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn payloads_are_256_bytes_of_json() {
-        for (seq, sent) in [(0, 0), (19_999, 123_456_789)] {
-            let p = super::payload(seq, sent);
-            assert_eq!(p.len(), super::PAYLOAD_BYTES);
+    fn payloads_are_json_of_the_size_asked_for() {
+        for (seq, sent, size) in [(0, 0, 256), (19_999, 123_456_789, 256), (7, 8, 256 << 10)] {
+            let p = super::payload(seq, sent, size);
+            assert_eq!(p.len(), size);
             let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
             assert_eq!(v["sent_us"], sent);
         }
