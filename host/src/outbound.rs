@@ -251,7 +251,7 @@ fn basic_credentials(url: &Url) -> Option<HeaderValue> {
 #[derive(Debug, Clone)]
 enum Transport {
     /// Onto the network through the shared client.
-    Network(HttpClient),
+    Network(Arc<HttpClient>),
     /// Nowhere: each request is recorded and answered `200` with an empty
     /// body (`plugin test --dry-run`, and benchmarks of the plugin alone).
     DryRun(Recorder),
@@ -276,7 +276,7 @@ impl Outbound {
     /// deliveries once in flight (the sum of `max_concurrency`), and a cap
     /// below that closes and reopens connections on every request when many
     /// subscriptions share a destination.
-    pub fn shared_client() -> HttpClient {
+    pub fn shared_client() -> Arc<HttpClient> {
         let mut tcp = HttpConnector::new();
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
@@ -287,15 +287,16 @@ impl Outbound {
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(tcp);
-        Client::builder(TokioExecutor::new())
+        let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .build(tls)
+            .build(tls);
+        Arc::new(client)
     }
 
     /// A subscription's view of `client`.
-    pub fn new(client: HttpClient, allow: Allowlist, timeout: Duration) -> Self {
+    pub fn new(client: Arc<HttpClient>, allow: Allowlist, timeout: Duration) -> Self {
         Outbound {
             transport: Transport::Network(client),
             allow,
