@@ -361,3 +361,81 @@ async fn log_flood_is_cut_to_the_per_call_limit() {
         assert_eq!(dropped, 100_000 - LIMIT as u64, "{warning}");
     }
 }
+
+/// The CPU budget counts the plugin's own running time, not the time a call
+/// waits for the thread after the engine yielded it (every 10 ms of wasm, so
+/// other deliveries run meanwhile). One thread, shared with a task that holds
+/// it for 100 ms each time it runs: a plugin spinning forever under a 300 ms
+/// budget is stopped by its deadline only after it ran about 300 ms itself,
+/// about one 10 ms tick between the other task's turns, so that task gets
+/// about 30 turns. If waits counted, the budget would be gone after three.
+#[test]
+fn the_cpu_budget_does_not_count_waits_for_a_busy_thread() {
+    use sinkhost::outbound::{Allowlist, Outbound};
+    use sinkhost::plugin::{Limits, Message, PluginError, Runtime, SinkSpec};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let one_thread = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    one_thread.block_on(async {
+        let budget = Duration::from_millis(300);
+        let runtime = Runtime::new(Limits {
+            cpu_per_call: budget,
+            ..Limits::default()
+        })
+        .unwrap();
+        let sink = runtime
+            .sink(SinkSpec {
+                subscription: "spin".into(),
+                plugin: hostile_plugin().into(),
+                init_json: serde_json::json!({
+                    "subscription": "spin",
+                    "webhook": {"url": "http://127.0.0.1:9/hook", "headers": {}},
+                    "settings": {"mode": "loop"},
+                })
+                .to_string(),
+                outbound: Outbound::dry_run(Allowlist::new(&[])).0,
+                secrets: Vec::new(),
+            })
+            .unwrap();
+        let turns = Arc::new(AtomicU32::new(0));
+        let busy = tokio::spawn({
+            let turns = turns.clone();
+            async move {
+                loop {
+                    std::thread::sleep(Duration::from_millis(100));
+                    turns.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let message = Message {
+            subject: "spin.1".into(),
+            payload: b"{}".to_vec(),
+            headers: Vec::new(),
+            id: "spin-1".into(),
+            published_ms: 0,
+            attempt: 1,
+            max_attempts: 1,
+        };
+        let started = std::time::Instant::now();
+        let result = sink.deliver(&message).await;
+        busy.abort();
+        let turns = turns.load(Ordering::Relaxed);
+        eprintln!(
+            "spinner stopped after {:?} of wall time, the busy task had {turns} turns",
+            started.elapsed()
+        );
+        assert!(
+            matches!(result, Err(PluginError::Deadline(_))),
+            "{result:?}"
+        );
+        assert!(
+            turns > 10,
+            "{turns} turns: time waiting for the thread was counted as CPU"
+        );
+    });
+}

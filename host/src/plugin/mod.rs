@@ -37,7 +37,8 @@ pub use sink::Sink;
 pub struct Limits {
     /// Linear memory one instance may grow to, in bytes.
     pub memory_bytes: usize,
-    /// CPU time (wasm execution, not waiting on `http`) one call may use.
+    /// CPU time (wasm execution, not waiting on `http` or for a thread) one
+    /// call may use.
     pub cpu_per_call: Duration,
     /// Log lines one call may write; the rest are dropped and counted.
     pub log_lines_per_call: u32,

@@ -101,11 +101,18 @@ impl Sink {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.store_limits);
         let cpu = self.limits.cpu_per_call;
+        // At each epoch tick: stop a call over its budget, else leave the
+        // thread to other tasks. Right after coming back from a yield, run
+        // one tick first: on a busy host the epoch has moved on meanwhile,
+        // and yielding at once again would leave the call no time to run.
         store.epoch_deadline_callback(move |ctx| {
-            if ctx.data().cpu_used() >= cpu {
+            let state = ctx.data();
+            if state.cpu_used() >= cpu {
                 Ok(UpdateDeadline::Interrupt)
+            } else if state.yields.just_resumed() {
+                Ok(UpdateDeadline::Continue(1))
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                Ok(UpdateDeadline::YieldCustom(1, state.yields.yield_now()))
             }
         });
         arm(&mut store);

@@ -1,9 +1,13 @@
 //! What one instance's store holds: WASI with nothing granted (no preopened
 //! directories, no environment, no network, stdio to nowhere), the memory
 //! limit, and the per-call accounting the host imports and the CPU deadline
-//! read (time spent waiting on `http` is not CPU time).
+//! read: time spent waiting on `http`, and waiting to be polled again after
+//! the engine yielded the thread ([`Yields`]), is not CPU time.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
@@ -28,6 +32,46 @@ pub(super) struct State {
     pub(super) log_dropped: u32,
     pub(super) last_http: Option<String>,
     pub(super) metrics: PerSubscription,
+    pub(super) yields: Arc<Yields>,
+}
+
+/// The call's yields to the async runtime (one per epoch tick of wasm, so a
+/// long call leaves the thread to other deliveries): how long they waited to
+/// be polled again, which a busy host makes long and which is not the
+/// plugin's CPU; and whether the call has just come back from one.
+#[derive(Debug, Default)]
+pub(super) struct Yields {
+    waited_nanos: AtomicU64,
+    resumed: AtomicBool,
+}
+
+impl Yields {
+    /// The future the engine awaits to yield: it gives the thread to other
+    /// tasks once and records how long it took to come back.
+    pub(super) fn yield_now(self: &Arc<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let yields = Arc::clone(self);
+        Box::pin(async move {
+            let asked = Instant::now();
+            tokio::task::yield_now().await;
+            let waited = u64::try_from(asked.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            yields.waited_nanos.fetch_add(waited, Ordering::Relaxed);
+            yields.resumed.store(true, Ordering::Relaxed);
+        })
+    }
+
+    /// True once after each yield came back.
+    pub(super) fn just_resumed(&self) -> bool {
+        self.resumed.swap(false, Ordering::Relaxed)
+    }
+
+    fn waited(&self) -> Duration {
+        Duration::from_nanos(self.waited_nanos.load(Ordering::Relaxed))
+    }
+
+    fn reset(&self) {
+        self.waited_nanos.store(0, Ordering::Relaxed);
+        self.resumed.store(false, Ordering::Relaxed);
+    }
 }
 
 impl State {
@@ -47,6 +91,7 @@ impl State {
             log_dropped: 0,
             last_http: None,
             metrics: PerSubscription::new(&spec.subscription),
+            yields: Arc::default(),
             spec,
         }
     }
@@ -57,6 +102,7 @@ impl State {
         self.log_lines = 0;
         self.log_dropped = 0;
         self.last_http = None;
+        self.yields.reset();
     }
 
     pub(super) fn end_call(&mut self) {
@@ -69,9 +115,13 @@ impl State {
         }
     }
 
-    /// Time the current call spent running wasm, not waiting on the host.
+    /// Time the current call spent running wasm, not waiting on the host
+    /// or for the thread.
     pub(super) fn cpu_used(&self) -> Duration {
-        self.call_started.elapsed().saturating_sub(self.waiting)
+        self.call_started
+            .elapsed()
+            .saturating_sub(self.waiting)
+            .saturating_sub(self.yields.waited())
     }
 }
 
