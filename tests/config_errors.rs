@@ -380,6 +380,15 @@ fn every_optional_key_loads() {
             per: Duration::from_secs(60)
         })
     );
+    assert_eq!(
+        orders.breaker,
+        config::Breaker {
+            failures: 3,
+            probe_interval: Duration::from_millis(250),
+            max_probe_interval: Duration::from_secs(10),
+        }
+    );
+    assert_eq!(orders.dead_letter_after, Duration::from_secs(3600));
     assert_eq!(orders.origin.line, Some(3));
     assert_eq!(
         orders.allowed_hosts(),
@@ -422,7 +431,13 @@ fn every_optional_key_loads() {
     assert_eq!(stripe.plugin.name, "http-webhook");
     assert_eq!(stripe.ordering, config::Ordering::None);
     assert_eq!(stripe.rate_limit, None);
+    assert_eq!(stripe.breaker, config::Breaker::default());
+    assert_eq!(
+        stripe.dead_letter_after,
+        Duration::from_secs(45 * 60),
+        "the default 24h is cut to half the stream's max_age of 1h30m"
+    );
     assert_eq!(stripe.webhook.headers.len(), 0);
-    assert_eq!(stripe.origin.line, Some(23));
+    assert_eq!(stripe.origin.line, Some(28));
     assert_eq!(stripe.secrets(), ["/stripe-webhook"]);
 }

@@ -15,11 +15,12 @@ use super::error::ConfigError;
 use super::expand::{self, ExpandError, Expanded};
 use super::lines::KeyLines;
 use super::model::{
-    DEFAULT_ACK_WAIT, DEFAULT_BACKOFF, DEFAULT_MAX_CONCURRENCY, DEFAULT_PLUGIN, DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT, Origin, PluginRef, StreamConfig, Subscription, Webhook,
+    Breaker, DEFAULT_ACK_WAIT, DEFAULT_BACKOFF, DEFAULT_DEAD_LETTER_AFTER, DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_PLUGIN, DEFAULT_RETRIES, DEFAULT_TIMEOUT, MAX_DEAD_LETTER_AFTER, Origin, PluginRef,
+    StreamConfig, Subscription, Webhook,
 };
 use super::rate_limit::RateLimit;
-use super::raw::{RawFile, RawStream, RawSubscription, RawWebhook};
+use super::raw::{RawBreaker, RawFile, RawStream, RawSubscription, RawWebhook};
 use super::redact::{self, LogUrl};
 use super::search::PluginSearch;
 use super::secrets::{contained_in, settings_scalars};
@@ -181,6 +182,18 @@ impl<'a> Document<'a> {
                     .map_err(|reason| self.invalid(field("rate_limit"), reason.to_string()))?,
             ),
         };
+        let breaker = self.breaker(&field("breaker"), raw.breaker)?;
+        let dead_letter_after = match raw.dead_letter_after {
+            None => DEFAULT_DEAD_LETTER_AFTER,
+            written => {
+                let key = field("dead_letter_after");
+                let after = self.duration(&key, written, DEFAULT_DEAD_LETTER_AFTER)?;
+                if after.is_zero() || after > MAX_DEAD_LETTER_AFTER {
+                    return Err(self.invalid(key, "must be greater than 0 and at most 168h"));
+                }
+                after
+            }
+        };
         let expanded = self.expanded_into(&webhook, &settings);
         Ok(Subscription {
             name: raw.name,
@@ -196,6 +209,8 @@ impl<'a> Document<'a> {
             ack_wait,
             ordering: raw.ordering.unwrap_or_default(),
             rate_limit,
+            breaker,
+            dead_letter_after,
             expanded,
             origin: self.at(key),
         })
@@ -213,6 +228,44 @@ impl<'a> Document<'a> {
             .filter(|value| contained_in(value, &texts))
             .cloned()
             .collect()
+    }
+
+    fn breaker(&self, key: &str, raw: Option<RawBreaker>) -> Result<Breaker, ConfigError> {
+        let default = Breaker::default();
+        let Some(raw) = raw else {
+            return Ok(default);
+        };
+        let field = |name: &str| format!("{key}.{name}");
+        let probe_interval = self.duration(
+            &field("probe_interval"),
+            raw.probe_interval,
+            default.probe_interval,
+        )?;
+        if probe_interval.is_zero() {
+            return Err(self.invalid(field("probe_interval"), "must be greater than 0"));
+        }
+        let max_written = raw.max_probe_interval.is_some();
+        let max_probe_interval = self.duration(
+            &field("max_probe_interval"),
+            raw.max_probe_interval,
+            default.max_probe_interval,
+        )?;
+        if max_probe_interval < probe_interval {
+            let reason = format!(
+                "must be at least probe_interval ({probe_interval:?}){}",
+                if max_written {
+                    ""
+                } else {
+                    "; its default is 60s"
+                }
+            );
+            return Err(self.invalid(field("max_probe_interval"), reason));
+        }
+        Ok(Breaker {
+            failures: raw.failures.unwrap_or(default.failures),
+            probe_interval,
+            max_probe_interval,
+        })
     }
 
     fn check_name(

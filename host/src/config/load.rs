@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::checks::subjects_collide;
 use super::document::Document;
 use super::error::ConfigError;
-use super::model::{Config, Origin, StreamConfig};
+use super::model::{Config, Origin, StreamConfig, Subscription};
 use super::search::PluginSearch;
 
 /// Loads and validates every `*.yml` and `*.yaml` file of `dir`, in file name
@@ -67,6 +67,8 @@ fn validate(
     let mut subscriptions = Vec::new();
     // Where each subscription's subject is written, for the stream check below.
     let mut subject_keys = Vec::new();
+    // Where each `dead_letter_after` is (if written), for the max_age check.
+    let mut dead_letter_keys = Vec::new();
     let mut names: HashMap<String, Origin> = HashMap::new();
     let mut consumers: HashMap<String, Origin> = HashMap::new();
     for (file, text) in files {
@@ -84,6 +86,13 @@ fn validate(
         }
         for (index, raw_sub) in raw.subscriptions.into_iter().flatten().enumerate() {
             let key = format!("subscriptions[{index}]");
+            let dead_letter_key = format!("{key}.dead_letter_after");
+            dead_letter_keys.push(
+                raw_sub
+                    .dead_letter_after
+                    .is_some()
+                    .then(|| (doc.at(&dead_letter_key), dead_letter_key)),
+            );
             let sub = doc.subscription(&key, raw_sub, plugins)?;
             let name_key = format!("{key}.name");
             if let Some(first) = names.get(&sub.name) {
@@ -131,11 +140,45 @@ fn validate(
                 });
             }
         }
+        fit_dead_letter_after(stream, &mut subscriptions, dead_letter_keys)?;
     }
     Ok(Config {
         stream,
         subscriptions,
     })
+}
+
+/// A message must be dead-lettered before the stream drops it: a written
+/// `dead_letter_after` must be shorter than the stream's `max_age`, and the
+/// default shrinks to half of it.
+fn fit_dead_letter_after(
+    stream: &StreamConfig,
+    subscriptions: &mut [Subscription],
+    written: Vec<Option<(Origin, String)>>,
+) -> Result<(), ConfigError> {
+    let max_age = stream.max_age;
+    if max_age.is_zero() {
+        return Ok(());
+    }
+    for (sub, written) in subscriptions.iter_mut().zip(written) {
+        if sub.dead_letter_after < max_age {
+            continue;
+        }
+        match written {
+            None => sub.dead_letter_after = max_age / 2,
+            Some((at, key)) => {
+                return Err(ConfigError::InvalidValue {
+                    at,
+                    key,
+                    reason: format!(
+                        "must be shorter than the stream's max_age ({}), which drops a message before it could be dead-lettered",
+                        humantime::format_duration(max_age)
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The config files of `dir`, sorted by file name. Hidden files are skipped

@@ -42,8 +42,8 @@ mod source;
 pub use error::ConfigError;
 pub use load::{load, load_text};
 pub use model::{
-    Config, DEFAULT_PLUGIN, Ordering, Origin, PluginRef, Storage, StreamConfig, Subscription,
-    Webhook,
+    Breaker, Config, DEFAULT_PLUGIN, MAX_DEAD_LETTER_AFTER, Ordering, Origin, PluginRef, Storage,
+    StreamConfig, Subscription, Webhook,
 };
 pub use rate_limit::RateLimit;
 pub use redact::LogUrl;
@@ -85,6 +85,8 @@ pub(crate) mod testing {
             ack_wait: model::DEFAULT_ACK_WAIT,
             ordering: Ordering::None,
             rate_limit: None,
+            breaker: Breaker::default(),
+            dead_letter_after: model::DEFAULT_DEAD_LETTER_AFTER,
             expanded: Vec::new(),
             origin: Origin {
                 file: "config.d/x.yml".into(),

@@ -20,6 +20,9 @@ pub(super) const DEFAULT_RETRIES: u32 = 3;
 pub(super) const DEFAULT_BACKOFF: Duration = Duration::from_secs(2);
 pub(super) const DEFAULT_MAX_CONCURRENCY: usize = 50;
 pub(super) const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(120);
+pub(super) const DEFAULT_DEAD_LETTER_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// The longest `dead_letter_after`: attempt records are kept a day longer.
+pub const MAX_DEAD_LETTER_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// All of config.d, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +115,11 @@ pub struct Subscription {
     /// `rate_limit: "200/s"` (also `/m`, `/h`) — delivery attempts started per
     /// period; `None` (the default) = unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// `breaker: {...}` — the destination's circuit breaker.
+    pub breaker: Breaker,
+    /// `dead_letter_after: 24h` — how long after its publication a message
+    /// may still be retried; at most [`MAX_DEAD_LETTER_AFTER`].
+    pub dead_letter_after: Duration,
     /// The values `${VAR}` expansion took from the environment that are part of
     /// `webhook` or `settings` (not `settings.allow_hosts`): [`secrets`] decides
     /// which of them to keep out of plugin text.
@@ -120,6 +128,27 @@ pub struct Subscription {
     pub expanded: Vec<String>,
     /// Where the subscription's list entry starts.
     pub origin: Origin,
+}
+
+/// The `breaker:` block of a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breaker {
+    /// `failures: 5` — consecutive destination failures that open it; 0 = off.
+    pub failures: u32,
+    /// `probe_interval: 1s` — the first wait before a probe; greater than 0.
+    pub probe_interval: Duration,
+    /// `max_probe_interval: 60s` — the longest; at least `probe_interval`.
+    pub max_probe_interval: Duration,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker {
+            failures: 5,
+            probe_interval: Duration::from_secs(1),
+            max_probe_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The `plugin:` of a subscription.

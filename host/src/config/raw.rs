@@ -156,6 +156,50 @@ pub(crate) struct RawSubscription {
     /// the count is a whole number of at least 1. Bursts up to one second's worth
     /// (at least 1) after an idle spell. Retries take a slot like first attempts.
     pub(crate) rate_limit: Option<String>,
+
+    /// ```yaml
+    /// breaker:
+    ///   failures: 5
+    ///   probe_interval: 1s
+    ///   max_probe_interval: 60s
+    /// ```
+    /// Optional, every key optional. The destination's circuit breaker: after
+    /// `failures` consecutive destination failures (an HTTP 5xx, 408 or 429, a
+    /// timeout, a refused or broken connection) the subscription stops starting
+    /// deliveries and holds what it fetched, spending no attempts; one message
+    /// probes the destination after `probe_interval`, then at doubling intervals
+    /// up to `max_probe_interval` (a longer `Retry-After` wins). The first
+    /// success resumes delivery, ramping back up to `max_concurrency`.
+    pub(crate) breaker: Option<RawBreaker>,
+
+    /// `dead_letter_after: 24h` — optional, default `24h` (or half the stream's
+    /// `max_age` if that is shorter), at most `168h`. A message not delivered
+    /// this long after it was published is dead-lettered at its next failure,
+    /// or while it is held during an outage, whatever attempts it has left.
+    /// Must be shorter than the stream's `max_age`, which would drop it.
+    pub(crate) dead_letter_after: Option<String>,
+}
+
+/// The `breaker:` block of a subscription.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a breaker mapping (failures, probe_interval, max_probe_interval)"
+)]
+pub(crate) struct RawBreaker {
+    /// `failures: 5` — optional, default 5. Consecutive destination failures
+    /// that open the breaker; `0` turns it off (each message then spends its
+    /// own retries, as in the seed). A message's last attempt also opens it
+    /// when every attempt of that message was part of the run of failures.
+    pub(crate) failures: Option<u32>,
+
+    /// `probe_interval: 1s` — optional, default `1s`, greater than 0. The wait
+    /// before the first probe; it doubles after each failed probe.
+    pub(crate) probe_interval: Option<String>,
+
+    /// `max_probe_interval: 60s` — optional, default `60s`, at least
+    /// `probe_interval`. The longest wait between probes.
+    pub(crate) max_probe_interval: Option<String>,
 }
 
 /// The `webhook:` block of a subscription.

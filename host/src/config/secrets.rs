@@ -167,6 +167,8 @@ impl fmt::Debug for Subscription {
             .field("ack_wait", &self.ack_wait)
             .field("ordering", &self.ordering)
             .field("rate_limit", &self.rate_limit)
+            .field("breaker", &self.breaker)
+            .field("dead_letter_after", &self.dead_letter_after)
             .field(
                 "expanded",
                 &format_args!("<{} redacted>", self.expanded.len()),
