@@ -120,6 +120,15 @@ impl HttpError {
         }
     }
 
+    /// True when `result` says the destination itself is failing (not this
+    /// request): a 5xx, 408 or 429, a timeout, a refused or broken connection.
+    pub fn destination_failed(result: &Result<Response, HttpError>) -> bool {
+        match result {
+            Ok(response) => matches!(response.status, 408 | 429 | 500..),
+            Err(error) => matches!(error, HttpError::Timeout { .. } | HttpError::Connect { .. }),
+        }
+    }
+
     /// The exchange with `target` (already in its shown form) broke on the
     /// wire: `what` failed (`error sending request`), because of `error`.
     fn broken(target: &str, what: &str, error: &dyn std::error::Error) -> Self {

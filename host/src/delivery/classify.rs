@@ -1,11 +1,13 @@
 //! What one plugin call means: its result, bounded by [`call_limit`], as the
 //! typed [`Attempt`] the retry policy decides on, with the `outcome` label it
-//! is counted under in metrics. `bus`, `tools::replay` and
-//! `tools::stream_replay` read every call through [`classify`].
+//! is counted under in metrics, and as what it [`Seen`] of the destination
+//! for the breaker. `bus`, `tools::replay` and `tools::stream_replay` read
+//! every call through [`classify`].
 
 use std::time::Duration;
 
 use crate::config::Subscription;
+use crate::delivery::breaker::Seen;
 use crate::delivery::retry::Attempt;
 use crate::plugin::{Delivery, Outcome, PluginError};
 
@@ -40,6 +42,9 @@ pub(crate) fn classify(sub: &Subscription, called: Called) -> (Attempt, &'static
             outcome: Outcome::Reject(reason),
             ..
         })) => (Attempt::Reject(reason), "reject"),
+        Ok(Err(error @ (PluginError::Instantiate(_) | PluginError::Init(_)))) => {
+            (Attempt::NotCalled(error.to_string()), error.kind())
+        }
         Ok(Err(error)) => (Attempt::Failed(error.to_string()), error.kind()),
         Err(_) => {
             let slow = format!("delivery still running after {:?}", call_limit(sub));
@@ -48,9 +53,27 @@ pub(crate) fn classify(sub: &Subscription, called: Called) -> (Attempt, &'static
     }
 }
 
+/// What `called` showed of the destination: down when the plugin asked to
+/// retry after a destination failure; up when the destination answered or
+/// the plugin delivered; unknown otherwise (a trap, no HTTP call).
+pub(crate) fn seen(called: &Called) -> Seen {
+    let Ok(Ok(delivery)) = called else {
+        return Seen::Unknown;
+    };
+    match (&delivery.outcome, &delivery.last_http) {
+        (Outcome::Retry(delay), Some(http)) if http.destination_failed => Seen::Down {
+            reason: http.text.clone(),
+            retry_after: *delay,
+        },
+        (Outcome::Delivered, _) | (_, Some(_)) => Seen::Up,
+        (_, None) => Seen::Unknown,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::LastHttp;
 
     fn sub() -> Subscription {
         crate::config::testing::subscription(serde_json::json!({}), &[])
@@ -59,8 +82,52 @@ mod tests {
     fn delivered(outcome: Outcome, last_http: Option<&str>) -> Called {
         Ok(Ok(Delivery {
             outcome,
-            last_http: last_http.map(str::to_owned),
+            last_http: last_http.map(|text| LastHttp {
+                text: text.to_owned(),
+                destination_failed: text.starts_with("HTTP 5") || text.starts_with("HTTP 429"),
+            }),
         }))
+    }
+
+    #[test]
+    fn only_a_retry_after_a_destination_failure_says_it_is_down() {
+        let wait = Some(Duration::from_secs(3));
+        assert_eq!(
+            seen(&delivered(Outcome::Retry(wait), Some("HTTP 429"))),
+            Seen::Down {
+                reason: "HTTP 429".into(),
+                retry_after: wait
+            }
+        );
+        assert_eq!(
+            seen(&delivered(Outcome::Retry(None), Some("HTTP 400"))),
+            Seen::Up
+        );
+        assert_eq!(
+            seen(&delivered(Outcome::Reject("no".into()), Some("HTTP 422"))),
+            Seen::Up
+        );
+        assert_eq!(seen(&delivered(Outcome::Delivered, None)), Seen::Up);
+        assert_eq!(seen(&delivered(Outcome::Retry(None), None)), Seen::Unknown);
+        assert_eq!(
+            seen(&Ok(Err(PluginError::Trap("unreachable".into())))),
+            Seen::Unknown
+        );
+    }
+
+    #[test]
+    fn a_plugin_that_could_not_be_instantiated_was_not_called() {
+        let sub = sub();
+        let called = Ok(Err(PluginError::Instantiate(
+            "Cannot allocate memory".into(),
+        )));
+        assert_eq!(
+            classify(&sub, called),
+            (
+                Attempt::NotCalled("cannot instantiate plugin: Cannot allocate memory".into()),
+                "instantiate"
+            )
+        );
     }
 
     #[test]

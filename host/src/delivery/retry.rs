@@ -29,9 +29,14 @@ pub enum Attempt {
     },
     /// The plugin declared the message undeliverable.
     Reject(String),
-    /// The attempt failed in the host: the plugin trapped, ran past its
-    /// deadline or could not be instantiated.
+    /// The attempt failed in the host: the plugin trapped or ran past its
+    /// deadline.
     Failed(String),
+    /// The plugin was never called (no instance could be made): try again
+    /// later without spending an attempt.
+    NotCalled(String),
+    /// The message is past its subscription's `dead_letter_after`.
+    Expired(String),
 }
 
 impl Attempt {
@@ -40,7 +45,10 @@ impl Attempt {
         match self {
             Attempt::Delivered => "delivered",
             Attempt::Retry { reason, .. } => reason,
-            Attempt::Reject(reason) | Attempt::Failed(reason) => reason,
+            Attempt::Reject(reason)
+            | Attempt::Failed(reason)
+            | Attempt::NotCalled(reason)
+            | Attempt::Expired(reason) => reason,
         }
     }
 }
@@ -52,6 +60,8 @@ pub enum Action {
     Ack,
     /// Negative-acknowledge: JetStream redelivers after this delay.
     Nak(Duration),
+    /// Like `Nak`, but the attempt did not happen: the next one keeps its number.
+    Again(Duration),
     /// Write the message to the dead-letter stream with this reason, then terminate it.
     DeadLetter(String),
 }
@@ -92,6 +102,8 @@ impl Policy {
         match result {
             Attempt::Delivered => Action::Ack,
             Attempt::Reject(reason) => Action::DeadLetter(format!("rejected: {reason}")),
+            Attempt::Expired(reason) => Action::DeadLetter(reason),
+            Attempt::NotCalled(_) => Action::Again(self.delay_after(attempt)),
             Attempt::Retry { reason: last, .. } | Attempt::Failed(last)
                 if attempt >= self.max_attempts =>
             {
@@ -151,7 +163,7 @@ pub(crate) async fn in_place(policy: Policy, first: u32, attempts: &mut impl Att
         match policy.decide(result.clone(), attempt) {
             Action::Ack => return Settled::Delivered(attempt),
             Action::DeadLetter(reason) => return Settled::DeadLetter(reason, attempt),
-            Action::Nak(delay) => {
+            Action::Nak(delay) | Action::Again(delay) => {
                 if attempts
                     .retry_after(delay, &result, attempt)
                     .await
@@ -159,7 +171,9 @@ pub(crate) async fn in_place(policy: Policy, first: u32, attempts: &mut impl Att
                 {
                     return Settled::Left;
                 }
-                attempt += 1;
+                if !matches!(result, Attempt::NotCalled(_)) {
+                    attempt += 1;
+                }
             }
         }
     }
@@ -234,6 +248,40 @@ mod tests {
             POLICY.decide(Attempt::Reject("422 unprocessable".into()), 1),
             Action::DeadLetter("rejected: 422 unprocessable".into())
         );
+    }
+
+    #[test]
+    fn an_attempt_that_never_called_the_plugin_keeps_its_number() {
+        let not_called = Attempt::NotCalled("cannot instantiate plugin".into());
+        assert_eq!(
+            POLICY.decide(not_called.clone(), 4),
+            Action::Again(Duration::from_secs(16)),
+            "not dead-lettered on the last attempt"
+        );
+        assert_eq!(
+            POLICY.decide(Attempt::Expired("too old".into()), 1),
+            Action::DeadLetter("too old".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn in_place_does_not_count_calls_that_never_happened() {
+        let not_called = || Some(Attempt::NotCalled("no instance".into()));
+        let mut attempts = scripted(
+            vec![
+                not_called(),
+                not_called(),
+                Some(retry(None)),
+                Some(Attempt::Delivered),
+            ],
+            false,
+        );
+        assert_eq!(
+            in_place(POLICY, 1, &mut attempts).await,
+            Settled::Delivered(2)
+        );
+        let numbers: Vec<u32> = attempts.waits.iter().map(|w| w.1).collect();
+        assert_eq!(numbers, [1, 1, 1]);
     }
 
     #[test]

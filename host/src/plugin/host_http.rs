@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use super::LastHttp;
 use super::bindings::sinkhost::plugin::http;
 use super::state::State;
 use crate::outbound;
@@ -23,9 +24,13 @@ impl http::Host for State {
         self.metrics
             .http_result(outbound::HttpError::result_label(&result));
         // Both name the destination as the subscription may show it.
-        self.last_http = Some(match &result {
+        let text = match &result {
             Ok(response) => format!("HTTP {} from {}", response.status, response.from),
             Err(error) => format!("HTTP request {error}"),
+        };
+        self.last_http = Some(LastHttp {
+            text,
+            destination_failed: outbound::HttpError::destination_failed(&result),
         });
         match result {
             Ok(response) => Ok(http::Response {

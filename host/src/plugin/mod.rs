@@ -73,10 +73,24 @@ pub enum Outcome {
 pub struct Delivery {
     /// What the plugin decided.
     pub outcome: Outcome,
-    /// The last `http.send` result of the call (`HTTP 503 from
-    /// https://host:443/...`, `HTTP request timed out (...)`), so a dead letter
-    /// can say what the destination did.
-    pub last_http: Option<String>,
+    /// The last `http.send` result of the call, so a dead letter can say
+    /// what the destination did and the breaker can tell it is down.
+    pub last_http: Option<LastHttp>,
+}
+
+/// The last `http.send` result of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastHttp {
+    /// As shown: `HTTP 503 from https://host:443/...`, `HTTP request timed out (...)`.
+    pub text: String,
+    /// The destination itself failed (see [`HttpError::destination_failed`](crate::outbound::HttpError::destination_failed)).
+    pub destination_failed: bool,
+}
+
+impl std::fmt::Display for LastHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// Why a plugin could not be loaded or could not finish a call.

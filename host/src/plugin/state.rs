@@ -30,7 +30,7 @@ pub(super) struct State {
     pub(super) waiting: Duration,
     pub(super) log_lines: u32,
     pub(super) log_dropped: u32,
-    pub(super) last_http: Option<String>,
+    pub(super) last_http: Option<super::LastHttp>,
     pub(super) metrics: PerSubscription,
     pub(super) yields: Arc<Yields>,
 }
