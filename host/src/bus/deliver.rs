@@ -1,24 +1,30 @@
-//! The path of one message: wait for its turn (ordering) and a token (rate
-//! limit), call the plugin, and settle with JetStream as `delivery` decides —
-//! ack, nak with delay (or, for an ordered subscription, wait the delay here
-//! and try again), or write the dead letter and terminate. A malformed message
+//! The path of one message: read what it has spent ([`Record`]), wait for
+//! its turn (ordering), a token (rate limit) and the destination's leave (held
+//! there while the destination is down), call the plugin, and settle with
+//! JetStream as `delivery` decides — ack, nak with delay (or, for an ordered
+//! subscription, wait the delay here and try again), or write the dead letter
+//! and terminate. A call that failed against a destination known down spends
+//! nothing: the message waits for the destination again. A malformed message
 //! is dead-lettered without a plugin call. The [`Lease`] keeps the message
 //! acked-in-progress through every wait, and hands it back to the stream when
 //! shutdown catches it before it started.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::message::{AckKind, Info};
 use async_nats::jetstream::{self};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::Subscriber;
+use super::attempts::Record;
 use super::deadletter;
+use super::destination::Expired;
 use super::lease::{Lease, Shutdown};
 use super::ordering::Turn;
 use super::ratelimit::TokenBucket;
-use crate::delivery::classify::{call_limit, classify};
+use crate::delivery::classify::{call_limit, classify, seen};
 use crate::delivery::message::{for_plugin, id_of, malformed_reason};
 use crate::delivery::retry::{self, Attempt, Attempts, Policy, Settled};
 use crate::ops::{metrics, trace};
@@ -86,7 +92,13 @@ async fn deliver_in_span(
             return;
         }
     }
-    let first = u32::try_from(info.delivered).unwrap_or(u32::MAX);
+    let (record, spent) = Record::read(
+        subscriber.attempts.as_ref(),
+        &sub.name,
+        info.stream_sequence,
+        info.delivered,
+    )
+    .await;
     let ordered = turn.is_some();
     let mut attempts = BusAttempts {
         one: &one,
@@ -94,17 +106,24 @@ async fn deliver_in_span(
         limiter,
         ordered,
         policy,
+        record,
+        deadline: expiry(info.published, sub.dead_letter_after),
+        spent,
     };
-    match retry::in_place(policy, first, &mut attempts).await {
+    match retry::in_place(policy, spent.saturating_add(1), &mut attempts).await {
         Settled::Delivered(attempt) => {
             tracing::debug!(subscription = %sub.name, message_id = %one.id, attempt, "delivered");
             one.settle(AckKind::Ack).await;
+            attempts.record.clear().await;
         }
         Settled::DeadLetter(reason, attempt) => {
-            while !one
-                .dead_letter(attempt.min(policy.max_attempts), &reason)
-                .await
-            {
+            // A lost outcome spent the last attempt; else what the calls spent.
+            let spent = if attempt > policy.max_attempts {
+                policy.max_attempts
+            } else {
+                attempts.spent
+            };
+            while !one.dead_letter(spent, &reason).await {
                 let delay = policy.delay_after(attempt);
                 if !ordered {
                     one.settle(AckKind::Nak(Some(delay))).await;
@@ -123,9 +142,39 @@ async fn deliver_in_span(
                     return;
                 }
             }
+            attempts.record.clear().await;
         }
         Settled::Left => {}
     }
+}
+
+impl BusAttempts<'_> {
+    /// A failure past the message's `dead_letter_after` dead-letters it.
+    fn expire_if_due(&self, result: Attempt) -> Attempt {
+        let retried = matches!(
+            result,
+            Attempt::Retry { .. } | Attempt::Failed(_) | Attempt::NotCalled(_)
+        );
+        if !retried || Instant::now() < self.deadline {
+            return result;
+        }
+        Attempt::Expired(format!("{}; last: {}", self.too_old(), result.reason()))
+    }
+
+    fn too_old(&self) -> String {
+        let after = self.one.subscriber.sub.dead_letter_after;
+        format!(
+            "not delivered within dead_letter_after ({}) of its publication",
+            humantime::format_duration(after)
+        )
+    }
+}
+
+/// When a message published at `published` is past `after` (now, if the
+/// clocks say it already is).
+fn expiry(published: time::OffsetDateTime, after: Duration) -> Instant {
+    let age = Duration::try_from(time::OffsetDateTime::now_utc() - published).unwrap_or_default();
+    Instant::now() + after.saturating_sub(age)
 }
 
 /// The message being delivered, with what settling it needs.
@@ -145,48 +194,84 @@ struct BusAttempts<'a> {
     /// JetStream with a delay.
     ordered: bool,
     policy: Policy,
+    /// What the message has spent, as the attempt records know it.
+    record: Record<'a>,
+    /// When the message is past its `dead_letter_after`.
+    deadline: Instant,
+    /// Attempts spent: what the dead letter says.
+    spent: u32,
 }
 
 impl Attempts for BusAttempts<'_> {
     async fn attempt(&mut self, attempt: u32) -> Option<Attempt> {
         let one = self.one;
         let sub = &one.subscriber.sub;
-        let token = async {
-            if let Some(limiter) = &self.limiter {
-                limiter.acquire().await;
-            }
-        };
-        if self.lease.wait(token).await.is_none() {
-            one.return_unstarted().await;
-            return None;
-        }
-        let started = Instant::now();
         let metrics = &one.subscriber.metrics;
-        let _in_flight = metrics.in_flight();
-        let (result, label) = match self.policy.lost(attempt) {
-            Some(lost) => (lost, "lost"),
-            None => {
-                let input = for_plugin(one.message, one.info, attempt, self.policy.max_attempts);
-                let call =
-                    tokio::time::timeout(call_limit(sub), one.subscriber.sink.deliver(&input));
-                let Some(called) = self.lease.run(call).await else {
-                    one.settle(AckKind::Nak(None)).await;
-                    metrics.delivery("aborted", started.elapsed());
-                    tracing::info!(subscription = %sub.name, message_id = %one.id, "shutdown: delivery abandoned, message returned to the stream");
-                    return None;
-                };
-                if matches!(&called, Ok(Err(error)) if error.is_trap()) {
-                    metrics::plugin_trap(&sub.name);
+        if let Some(lost) = self.policy.lost(attempt) {
+            metrics.delivery("lost", Duration::ZERO);
+            return Some(lost);
+        }
+        // Until a call spends the attempt: a call that fails against a
+        // destination known down leaves the message waiting here.
+        loop {
+            let token = async {
+                if let Some(limiter) = &self.limiter {
+                    limiter.acquire().await;
                 }
-                classify(sub, called)
+            };
+            if self.lease.wait(token).await.is_none() {
+                one.return_unstarted().await;
+                return None;
             }
-        };
-        metrics.delivery(label, started.elapsed());
-        Some(result)
+            let destination = &one.subscriber.destination;
+            let ticket = match self.lease.wait(destination.admit(self.deadline)).await {
+                None => {
+                    one.return_unstarted().await;
+                    return None;
+                }
+                Some(Err(Expired(down))) => {
+                    return Some(Attempt::Expired(format!("{}: {down}", self.too_old())));
+                }
+                Some(Ok(ticket)) => ticket,
+            };
+            if !ticket.is_probe() && attempt > 1 {
+                // Spent before the call: a host that dies in it has spent it.
+                self.record.set(attempt).await;
+            }
+            let started = Instant::now();
+            let _in_flight = metrics.in_flight();
+            let input = for_plugin(one.message, one.info, attempt, self.policy.max_attempts);
+            let call = tokio::time::timeout(call_limit(sub), one.subscriber.sink.deliver(&input));
+            let Some(called) = self.lease.run(call).await else {
+                one.settle(AckKind::Nak(None)).await;
+                metrics.delivery("aborted", started.elapsed());
+                tracing::info!(subscription = %sub.name, message_id = %one.id, "shutdown: delivery abandoned, message returned to the stream");
+                return None;
+            };
+            if matches!(&called, Ok(Err(error)) if error.is_trap()) {
+                metrics::plugin_trap(&sub.name);
+            }
+            let last = attempt >= self.policy.max_attempts;
+            let counts = destination.finish(ticket, seen(&called), attempt, last);
+            let (result, label) = classify(sub, called);
+            metrics.delivery(label, started.elapsed());
+            if !counts || matches!(result, Attempt::NotCalled(_)) {
+                self.record.set(attempt - 1).await;
+            }
+            if counts {
+                if !matches!(result, Attempt::NotCalled(_)) {
+                    self.spent = attempt;
+                }
+                return Some(self.expire_if_due(result));
+            }
+        }
     }
 
     async fn retry_after(&mut self, delay: Duration, failed: &Attempt, attempt: u32) -> Option<()> {
         let one = self.one;
+        if !matches!(failed, Attempt::NotCalled(_)) {
+            self.record.set(attempt).await;
+        }
         tracing::info!(
             subscription = %one.subscriber.sub.name, message_id = %one.id, subject = %one.message.subject,
             attempt, max_attempts = self.policy.max_attempts, retry_in_ms = delay.as_millis() as u64,

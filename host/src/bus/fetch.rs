@@ -81,7 +81,7 @@ pub(crate) async fn consume(
         loop {
             let permit = tokio::select! {
                 () = stop_fetching.cancelled() => {
-                    return_buffered(&name, &mut messages).await;
+                    return_buffered(&name, messages).await;
                     break 'fetching;
                 }
                 permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
@@ -89,7 +89,7 @@ pub(crate) async fn consume(
             let next = tokio::select! {
                 () = stop_fetching.cancelled() => {
                     drop(permit);
-                    return_buffered(&name, &mut messages).await;
+                    return_buffered(&name, messages).await;
                     break 'fetching;
                 }
                 next = messages.next() => next,
@@ -131,10 +131,13 @@ pub(crate) async fn consume(
 }
 
 /// Naks (without delay) the messages a pull already brought in but no
-/// delivery has taken, so another host, or this one after a restart, gets them
-/// now instead of after `ack_wait`.
-async fn return_buffered(subscription: &str, messages: &mut consumer::pull::Stream) {
-    let mut returned = 0;
+/// delivery has taken, so another host, or this one after a restart or a
+/// reload, gets them now instead of after `ack_wait`. Each goes back once: they
+/// are collected first and returned only after the pull's inbox is
+/// unsubscribed, so the server cannot hand them straight back to this loop's
+/// pull request (it skips a request nobody listens to).
+async fn return_buffered(subscription: &str, mut messages: consumer::pull::Stream) {
+    let mut buffered = Vec::new();
     let until = tokio::time::Instant::now() + Duration::from_secs(1);
     while let Ok(Some(Ok(message))) = tokio::time::timeout_at(
         until.min(tokio::time::Instant::now() + Duration::from_millis(100)),
@@ -142,6 +145,12 @@ async fn return_buffered(subscription: &str, messages: &mut consumer::pull::Stre
     )
     .await
     {
+        buffered.push(message);
+    }
+    // Unsubscribes, on the connection the naks follow it on.
+    drop(messages);
+    let mut returned = 0;
+    for message in buffered {
         if message.ack_with(AckKind::Nak(None)).await.is_ok() {
             returned += 1;
         }

@@ -7,10 +7,15 @@
 //! call runs, so JetStream never redelivers a message that is still being
 //! delivered. `ordering: per-subject` (queues in `ordering`) and `rate_limit:`
 //! (the bucket in `ratelimit`) only make a delivery wait before an attempt;
-//! `lease` keeps the message acked-in-progress meanwhile. [`deadletter`] owns
-//! the `<stream>_dlq` stream; `lag` polls the consumer's backlog for metrics.
+//! `lease` keeps the message acked-in-progress meanwhile. [`destination`]
+//! holds deliveries while the destination is down and probes it;
+//! [`attempts`] remembers what each message spent, so a message handed back
+//! unstarted never spends an attempt. [`deadletter`] owns the `<stream>_dlq`
+//! stream; `lag` polls the consumer's backlog for metrics.
 
+pub(crate) mod attempts;
 pub(crate) mod deadletter;
+pub(crate) mod destination;
 mod lag;
 mod lease;
 mod ordering;
@@ -47,6 +52,10 @@ pub(crate) struct Subscriber {
     pub(crate) consuming: Arc<AtomicBool>,
     /// Its per-delivery metrics.
     pub(crate) metrics: metrics::PerSubscription,
+    /// Its destination's state (the breaker).
+    pub(crate) destination: Arc<destination::Destination>,
+    /// The attempt records (`None`: the delivery count is the attempt number).
+    pub(crate) attempts: Option<jetstream::kv::Store>,
 }
 
 impl Subscriber {

@@ -12,6 +12,40 @@ use async_nats::jetstream::{self, ErrorCode, stream};
 
 use crate::config::{Storage, StreamConfig, Subscription};
 
+/// The KV bucket `bucket` (one value per key, kept `max_age`; zero = for
+/// ever): the existing one, else created (another host may create it at the
+/// same time). `None`, logged, when NATS refuses: the callers work without it.
+pub(crate) async fn ensure_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    max_age: std::time::Duration,
+    storage: jetstream::stream::StorageType,
+) -> Option<jetstream::kv::Store> {
+    let config = jetstream::kv::Config {
+        bucket: bucket.to_owned(),
+        description: description.to_owned(),
+        history: 1,
+        max_age,
+        storage,
+        ..Default::default()
+    };
+    if let Ok(store) = js.get_key_value(bucket).await {
+        return Some(store);
+    }
+    let created = js.create_key_value(config).await;
+    match created {
+        Ok(store) => Some(store),
+        Err(e) => match js.get_key_value(bucket).await {
+            Ok(store) => Some(store),
+            Err(_) => {
+                tracing::warn!(bucket, error = %e, "cannot create the KV bucket; working without it");
+                None
+            }
+        },
+    }
+}
+
 /// Why the bus could not set up a stream or consumer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BusError {

@@ -35,6 +35,12 @@ struct SubResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubTo {
+    subscription: String,
+    to: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadResult {
     result: String,
 }
@@ -57,6 +63,9 @@ struct Metrics {
     rate_limit_waits: Family<Sub, Counter>,
     rate_limit_wait_seconds: Family<Sub, Counter<f64, AtomicU64>>,
     config_reloads: Family<ReloadResult, Counter>,
+    destination_up: Family<Sub, Gauge>,
+    destination_transitions: Family<SubTo, Counter>,
+    attempts_not_counted: Family<Sub, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -159,8 +168,29 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Config reloads (SIGHUP or a change in config.d) by result: applied, rejected",
         config_reloads.clone(),
     );
+    let destination_up = Family::<Sub, Gauge>::default();
+    registry.register(
+        "sinkhost_destination_up",
+        "0 while the subscription's destination is known to be down (its breaker is open), else 1",
+        destination_up.clone(),
+    );
+    let destination_transitions = Family::<SubTo, Counter>::default();
+    registry.register(
+        "sinkhost_destination_transitions",
+        "Changes of the destination's state seen by this host, by the state changed to (down, up)",
+        destination_transitions.clone(),
+    );
+    let attempts_not_counted = Family::<Sub, Counter>::default();
+    registry.register(
+        "sinkhost_attempts_not_counted",
+        "Plugin calls that failed against a destination known to be down (probes included): no attempt spent",
+        attempts_not_counted.clone(),
+    );
     Metrics {
         registry,
+        destination_up,
+        destination_transitions,
+        attempts_not_counted,
         ordering_waiting,
         rate_limit_waits,
         rate_limit_wait_seconds,
@@ -301,6 +331,29 @@ pub(crate) fn consuming(subscription: &str, yes: bool) {
         .consuming
         .get_or_create(&sub(subscription))
         .set(i64::from(yes));
+}
+
+/// Records the destination's state; `changed`: it is a transition.
+pub(crate) fn destination_up(subscription: &str, up: bool, changed: bool) {
+    METRICS
+        .destination_up
+        .get_or_create(&sub(subscription))
+        .set(i64::from(up));
+    if changed {
+        let to = SubTo {
+            subscription: subscription.to_owned(),
+            to: if up { "up" } else { "down" }.to_owned(),
+        };
+        METRICS.destination_transitions.get_or_create(&to).inc();
+    }
+}
+
+/// Counts a call that spent no attempt: it failed against a destination known down.
+pub(crate) fn attempt_not_counted(subscription: &str) {
+    METRICS
+        .attempts_not_counted
+        .get_or_create(&sub(subscription))
+        .inc();
 }
 
 /// Counts one message written to the dead-letter stream.

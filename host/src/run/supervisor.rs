@@ -21,10 +21,11 @@ use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::deadletter::{self, DeadLetterError};
+use crate::bus::destination::Destination;
 use crate::bus::{self, BusError, Subscriber};
 use crate::config::{Config, StreamConfig, Subscription};
 use crate::ops::metrics;
-use crate::ops::server::Health;
+use crate::ops::server::{Health, Watched};
 use crate::plugin::{Runtime, Sink};
 use crate::run::entry::{Entry, grace};
 use crate::run::prepare::Prepared;
@@ -55,6 +56,8 @@ pub struct Supervisor {
     health: Arc<Health>,
     stream: Option<StreamConfig>,
     dead_letter_streams: BTreeSet<String>,
+    /// The KV buckets, once this client has made sure of them.
+    buckets: Option<Buckets>,
     /// In config order.
     entries: Vec<Entry>,
     /// What [`Supervisor::suspend`] stopped, for [`Supervisor::resume`].
@@ -80,6 +83,7 @@ impl Supervisor {
             health,
             stream: None,
             dead_letter_streams: BTreeSet::new(),
+            buckets: None,
             entries: Vec::new(),
             suspended: Vec::new(),
         };
@@ -109,13 +113,13 @@ impl Supervisor {
 
     /// Placeholder flags for `/healthz` before NATS is reached: every
     /// subscription of `config`, not consuming yet.
-    pub fn starting_health(config: &Config) -> Vec<(String, Arc<AtomicBool>)> {
+    pub fn starting_health(config: &Config) -> Vec<Watched> {
         config
             .subscriptions
             .iter()
             .map(|sub| {
                 metrics::consuming(&sub.name, false);
-                (sub.name.clone(), Arc::new(AtomicBool::new(false)))
+                Watched::starting(&sub.name)
             })
             .collect()
     }
@@ -228,11 +232,13 @@ impl Supervisor {
     pub async fn resume(&mut self, js: jetstream::Context) {
         self.js = js;
         self.dead_letter_streams.clear();
+        self.buckets = None;
         let stream = self.stream.clone();
         if let Err(e) = self.ensure_stream(stream.as_ref()).await {
             tracing::error!(error = %e, "cannot set up the stream after reconnecting; consumers retry");
         }
         let storage = storage(stream.as_ref());
+        self.ensure_buckets(storage).await;
         for (old, digest) in std::mem::take(&mut self.suspended) {
             if let Err(e) = self.ensure_dead_letter_stream(&old.stream, storage).await {
                 tracing::error!(error = %e, "cannot set up the dead-letter stream after reconnecting");
@@ -264,6 +270,7 @@ impl Supervisor {
         prepared: Vec<Prepared>,
     ) -> Result<Vec<Arc<Subscriber>>, ApplyError> {
         let storage = storage(stream);
+        self.ensure_buckets(storage).await;
         let mut subscribers = Vec::new();
         for Prepared { sub, sink } in prepared {
             let name =
@@ -295,9 +302,25 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Creates the attempt records' and destination states' buckets if this
+    /// client has not made sure of them yet (without them the host runs on,
+    /// as it did before they existed).
+    async fn ensure_buckets(&mut self, storage: jetstream::stream::StorageType) {
+        if self.buckets.is_none() {
+            self.buckets = Some(Buckets {
+                attempts: bus::attempts::open(&self.js, storage).await,
+                destinations: bus::destination::open(&self.js, storage).await,
+            });
+        }
+    }
+
     /// A subscription on this supervisor's client, not consuming yet.
     fn subscriber(&self, sub: Subscription, stream: String, sink: Arc<Sink>) -> Arc<Subscriber> {
+        let buckets = self.buckets.as_ref();
+        let destinations = buckets.and_then(|b| b.destinations.clone());
         Arc::new(Subscriber {
+            destination: Destination::new(&sub, &stream, self.js.clone(), destinations),
+            attempts: buckets.and_then(|b| b.attempts.clone()),
             stream,
             sink,
             js: self.js.clone(),
@@ -311,15 +334,20 @@ impl Supervisor {
         self.health.set_subscriptions(
             self.entries
                 .iter()
-                .map(|e| {
-                    (
-                        e.subscriber.sub.name.clone(),
-                        e.subscriber.consuming.clone(),
-                    )
+                .map(|e| Watched {
+                    name: e.subscriber.sub.name.clone(),
+                    consuming: e.subscriber.consuming.clone(),
+                    destination: e.subscriber.destination.health(),
                 })
                 .collect(),
         );
     }
+}
+
+/// The KV buckets of a client: `None` where one could not be had.
+struct Buckets {
+    attempts: Option<jetstream::kv::Store>,
+    destinations: Option<jetstream::kv::Store>,
 }
 
 /// The storage of the dead-letter streams: the main stream's (file without a `stream:` block).
