@@ -282,7 +282,8 @@ async fn failing_forever_dead_letters_after_the_last_attempt() {
                 "doomed",
                 "dead.>",
                 &receiver.url("/hook"),
-                "retries: 2\nbackoff: \"200ms\""
+                // Each message spends its own retries: no breaker.
+                "retries: 2\nbackoff: \"200ms\"\nbreaker: {failures: 0}"
             )
         ),
     );

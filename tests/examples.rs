@@ -219,6 +219,8 @@ async fn classifies_failures(example: Example) {
     let stream = unique("ex_fail");
     let (retried, refused, down) = (unique("flaky"), unique("refused"), unique("down"));
     let fast = example.plugin_yaml("retries: 1\nbackoff: \"100ms\"");
+    // The unreachable destination spends the message's own retries.
+    let no_breaker = example.plugin_yaml("retries: 1\nbackoff: \"100ms\"\nbreaker: {failures: 0}");
     let config = ConfigDir::new().file(
         "10.yml",
         format!(
@@ -226,7 +228,7 @@ async fn classifies_failures(example: Example) {
             stream_yaml(&stream, &["order.>"]),
             sub_yaml(&retried, "order.>", &flaky.url("/webhook"), &fast),
             sub_yaml(&refused, "order.>", &refusing.url("/webhook"), &fast),
-            sub_yaml(&down, "order.>", &unreachable_url(), &fast),
+            sub_yaml(&down, "order.>", &unreachable_url(), &no_breaker),
         ),
     );
     let host = start_host(&config, &nats).await;

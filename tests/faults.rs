@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, stream};
 use common::{metric, stream_yaml, sub_yaml, wait_metric};
 use support::{
-    ConfigDir, Host, NatsCluster, NatsServer, Receiver, Recorded, Reply, dlq_messages, publish,
+    ConfigDir, Host, NatsCluster, NatsServer, Receiver, Recorded, Reply, dlq_messages,
+    dlq_stream_name, ids, last_first_arrival, publish, publish_all, wait_for_stream_messages,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -35,41 +36,6 @@ fn scaled(n: usize) -> usize {
 /// Time allowed for draining `n` messages (generous: this machine also builds).
 fn drain_time(n: usize) -> Duration {
     WAIT + Duration::from_millis(n as u64 * 20)
-}
-
-/// `<prefix>-<i>` for `i` in `range`: the `Nats-Msg-Id`s, and so the
-/// `Idempotency-Key`s the destination sees.
-fn ids(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(|i| format!("{prefix}-{i}")).collect()
-}
-
-/// Publishes one message per id on `subject` with `Nats-Msg-Id: <id>`, many in
-/// flight at once, and waits for every ack.
-async fn publish_all(js: &jetstream::Context, subject: &str, ids: &[String]) {
-    for chunk in ids.chunks(500) {
-        let mut acks = Vec::with_capacity(chunk.len());
-        for id in chunk {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", id.as_str());
-            let ack = js
-                .publish_with_headers(
-                    subject.to_owned(),
-                    headers,
-                    format!("{{\"id\":\"{id}\"}}").into(),
-                )
-                .await
-                .unwrap_or_else(|err| panic!("publishing {id}: {err}"));
-            acks.push(ack);
-        }
-        for (ack, id) in
-            futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future))
-                .await
-                .into_iter()
-                .zip(chunk)
-        {
-            ack.unwrap_or_else(|err| panic!("{id} not acked: {err}"));
-        }
-    }
 }
 
 /// Like [`publish_all`] one at a time, retrying each publish until it is acked:
@@ -476,11 +442,138 @@ async fn two_hosts_one_killed_the_other_delivers_the_rest() {
     assert_eq!(b.exit_status(), None, "the survivor exited");
 }
 
+/// Two hosts on one consumer, one of them stopped with SIGTERM and started again
+/// 24 times, every ~0.5 s, while a 5,000-message backlog drains (a rolling
+/// restart done too often): each stop returns what its fetch loop had buffered
+/// without spending an attempt, to the other host or the next life, once. So
+/// with `retries: 3` against a healthy destination nothing is dead-lettered,
+/// every message arrives, each exit is clean (status 0), the only duplicates are
+/// what was in flight at a stop, and JetStream delivers at most twice per
+/// message. Before attempt records each return raised the delivery count the
+/// host read as its attempt number: 25 dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_sigterm_restarts_of_two_hosts_dead_letter_nothing() {
+    let n = scaled(5_000);
+    const RESTARTS: u32 = 24;
+    const EVERY: Duration = Duration::from_millis(500);
+    let nats = NatsServer::start();
+    let receiver = Receiver::slow(Duration::from_millis(20)).await;
+    let config = config(
+        "roll_s",
+        "roll",
+        "roll",
+        &receiver.url("/h"),
+        "max_concurrency: 20\nretries: 3\nack_wait: \"30s\"",
+    );
+    let js = nats.jetstream().await;
+    jetstream_stream(&js, "roll_s", "roll.>").await;
+    let expected = ids("roll", 0..n);
+    publish_all(&js, "roll.order", &expected).await;
+
+    let started = Instant::now();
+    let a = Host::start(config.path(), &nats.url(), &[]).await;
+    let mut b = Host::start(config.path(), &nats.url(), &[]).await;
+    a.wait_healthy(WAIT).await;
+    // What the stopped lives of host B complained about.
+    let mut b_warnings = Vec::<String>::new();
+    let restarts_from = tokio::time::Instant::now();
+    let mut stopped_at = Vec::new();
+    for restart in 1..=RESTARTS {
+        tokio::time::sleep_until(restarts_from + EVERY * restart).await;
+        // Stopped while consuming, not while still connecting.
+        b.wait_healthy(WAIT).await;
+        b.sigterm();
+        stopped_at.push(Instant::now());
+        let status = b.wait_exit(WAIT).await;
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "host B's life {restart} exited with {status}:\n{}",
+            b.logs().join("\n")
+        );
+        b_warnings.extend(
+            b.logs()
+                .into_iter()
+                .filter(|line| line.contains("\"WARN\"") || line.contains("\"ERROR\"")),
+        );
+        b = Host::start(config.path(), &nats.url(), &[]).await;
+    }
+    let restarts_took = restarts_from.elapsed();
+
+    let dlq = dlq_stream_name("roll_s");
+    tokio::select! {
+        _ = wait_all_arrived(&receiver, &expected, drain_time(n)) => {}
+        dead = wait_for_stream_messages(&js, &dlq, 1, drain_time(n) + WAIT) => {
+            panic!(
+                "dead-lettered to a healthy destination before every message arrived: {:?}\nhost B's warnings:\n{}",
+                dead[0],
+                b_warnings.join("\n")
+            );
+        }
+    }
+    // Whatever is still to come would be a duplicate too: wait it out.
+    wait_settled(&js, "roll_s", "roll-consumer").await;
+    let requests = receiver.requests();
+    let dups = duplicates(&requests, &expected);
+    let drained = last_first_arrival(&requests);
+    let during_drain = stopped_at.iter().filter(|&&at| at < drained).count();
+    let deliveries = js
+        .get_stream("roll_s")
+        .await
+        .expect("the stream")
+        .consumer_info("roll-consumer")
+        .await
+        .expect("the consumer's info")
+        .delivered
+        .consumer_sequence;
+    let dead = dlq_messages(&js, "roll_s").await;
+    let by_a = delivered(&a, "roll").await;
+    let by_b = requests.len() as f64 - by_a;
+    eprintln!(
+        "rolling restarts: host B stopped with SIGTERM and started again {RESTARTS} times in {restarts_took:?} \
+         ({during_drain} of the stops while the backlog drained); all {n} distinct delivered {:?} after the hosts \
+         began; host A delivered {by_a}, host B's lives the other {by_b} request(s); {dups} duplicate(s), \
+         {deliveries} consumer deliveries, {} dead letter(s)",
+        drained - started,
+        dead.len()
+    );
+    assert!(
+        during_drain > 0,
+        "the backlog drained before the first stop: nothing was tested"
+    );
+    assert!(
+        dead.is_empty(),
+        "{} message(s) dead-lettered to a healthy destination, e.g. {:?}\nhost B's warnings:\n{}",
+        dead.len(),
+        dead.first(),
+        b_warnings.join("\n")
+    );
+    let in_flight = MAX_CONCURRENCY * (RESTARTS as usize + 1);
+    assert!(
+        dups <= in_flight,
+        "{dups} duplicates, but at most {in_flight} deliveries were in flight at the stops"
+    );
+    assert!(
+        deliveries <= 2 * n as u64,
+        "the consumer delivered {deliveries} times for {n} messages: returned messages bounced"
+    );
+    assert_eq!(
+        metric(&a, "sinkhost_dead_letters_total{subscription=\"roll\"}")
+            .await
+            .unwrap_or(0.0),
+        0.0,
+        "host A dead-lettered"
+    );
+    assert_eq!(a.exit_status(), None, "host A exited");
+}
+
 // ---------------------------------------------------------------- destinations
 
 /// Retries fast and dead-letters after two attempts: what the destination-fault
 /// tests run with.
-const TWO_ATTEMPTS: &str = "retries: 1\nbackoff: \"100ms\"\ntimeout: \"500ms\"\nack_wait: \"5s\"";
+/// One message, two attempts, each its own (no breaker: alone, it would look like an outage).
+const TWO_ATTEMPTS: &str =
+    "retries: 1\nbackoff: \"100ms\"\ntimeout: \"500ms\"\nack_wait: \"5s\"\nbreaker: {failures: 0}";
 
 fn http_series(subscription: &str, result: &str) -> String {
     series(

@@ -32,7 +32,8 @@ async fn consumer_backlog_is_exposed_per_subscription() {
                 "lagging",
                 "lag.>",
                 &down.url("/hook"),
-                "max_concurrency: 2\nretries: 10\nbackoff: \"2s\""
+                // Each message spends its own retries: no breaker.
+                "max_concurrency: 2\nretries: 10\nbackoff: \"2s\"\nbreaker: {failures: 0}"
             ),
         ),
     );

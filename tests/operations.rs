@@ -138,7 +138,11 @@ async fn healthz_follows_nats_and_the_consumers() {
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         body,
-        serde_json::json!({"status": "ok", "nats": "connected", "subscriptions": {"watched": "consuming"}})
+        serde_json::json!({
+            "status": "ok", "nats": "connected",
+            "subscriptions": {"watched": "consuming"},
+            "destinations": {"watched": {"state": "up"}},
+        })
     );
 
     nats.stop();
@@ -171,7 +175,8 @@ async fn metrics_count_deliveries_failures_and_dead_letters_per_subscription() {
                 "failing",
                 "m.bad",
                 &broken.url("/h"),
-                "retries: 1\nbackoff: \"100ms\""
+                // Each message spends its own retries: no breaker.
+                "retries: 1\nbackoff: \"100ms\"\nbreaker: {failures: 0}"
             )
         ),
     );

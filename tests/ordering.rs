@@ -205,7 +205,8 @@ async fn a_dead_lettered_message_releases_its_subject_after_its_last_attempt() {
         "dl",
         "ordered-dl",
         &receiver.url("/hook"),
-        "ordering: per-subject\nretries: 2\nbackoff: \"300ms\"",
+        // With nothing else failing, dl.a#1 alone would look like an outage.
+        "ordering: per-subject\nretries: 2\nbackoff: \"300ms\"\nbreaker: {failures: 0}",
     );
     let host = Host::start(config.path(), &nats.url(), &[]).await;
     host.wait_healthy(WAIT).await;

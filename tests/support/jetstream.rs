@@ -217,3 +217,38 @@ fn stored(message: &jetstream::Message, sequence: u64) -> StoredMessage {
         payload: message.payload.clone(),
     }
 }
+
+/// `<prefix>-<i>` for `i` in `range`: the `Nats-Msg-Id`s, and so the
+/// `Idempotency-Key`s the destination sees.
+pub fn ids(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Publishes one message per id on `subject` with `Nats-Msg-Id: <id>`, many in
+/// flight at once, and waits for every ack.
+pub async fn publish_all(js: &jetstream::Context, subject: &str, ids: &[String]) {
+    for chunk in ids.chunks(500) {
+        let mut acks = Vec::with_capacity(chunk.len());
+        for id in chunk {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            let ack = js
+                .publish_with_headers(
+                    subject.to_owned(),
+                    headers,
+                    format!("{{\"id\":\"{id}\"}}").into(),
+                )
+                .await
+                .unwrap_or_else(|err| panic!("publishing {id}: {err}"));
+            acks.push(ack);
+        }
+        for (ack, id) in
+            futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future))
+                .await
+                .into_iter()
+                .zip(chunk)
+        {
+            ack.unwrap_or_else(|err| panic!("{id} not acked: {err}"));
+        }
+    }
+}

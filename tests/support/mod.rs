@@ -31,12 +31,14 @@ pub use cluster::NatsCluster;
 pub use config::{ConfigDir, unique};
 pub use host::{CliOutput, Host, Installed, SINKHOST_BIN, plugin_dir, sinkhost_cli};
 pub use jetstream::{
-    StoredMessage, dlq_messages, dlq_stream_name, ensure_stream, publish, read_stream,
-    wait_for_stream_messages,
+    StoredMessage, dlq_messages, dlq_stream_name, ensure_stream, ids, publish, publish_all,
+    read_stream, wait_for_stream_messages,
 };
 pub use nats::{NatsServer, nats_server_bin};
 pub use proxy::NatsProxy;
-pub use receiver::{Behaviour, Gate, IDEMPOTENCY_KEY, Receiver, Recorded, Reply};
+pub use receiver::{
+    Behaviour, Gate, IDEMPOTENCY_KEY, Receiver, Recorded, Reply, last_first_arrival,
+};
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {

@@ -434,3 +434,15 @@ fn into_response(reply: Reply) -> Response {
     }
     (status, headers, reply.body).into_response()
 }
+
+/// When the last of the distinct `Idempotency-Key`s among `requests` first
+/// arrived: when a backlog had drained.
+pub fn last_first_arrival(requests: &[Recorded]) -> Instant {
+    let mut seen = std::collections::BTreeSet::new();
+    requests
+        .iter()
+        .filter(|r| r.idempotency_key().is_some_and(|key| seen.insert(key)))
+        .map(|r| r.received_at)
+        .max()
+        .expect("no request arrived")
+}
