@@ -11,7 +11,9 @@ mod support;
 use std::time::Duration;
 
 use common::{hostile_plugin, metric, stream_yaml, sub_yaml, wait_metric};
-use support::{ConfigDir, Host, NatsServer, Receiver, Recorded, dlq_messages, publish};
+use support::{
+    ConfigDir, Host, NatsServer, Receiver, Recorded, dlq_messages, publish, sinkhost_cli,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -49,6 +51,26 @@ fn lines_of(host: &Host, subscription: &str) -> Vec<serde_json::Value> {
         .into_iter()
         .filter(|l| l["fields"]["subscription"] == subscription)
         .collect()
+}
+
+/// Waits until the one call of `subscription` was delivered or cut by the CPU
+/// deadline (a flood usually fits the budget; a busy machine may cut it short,
+/// which contains it as well); returns (delivered, cut).
+async fn call_ended(host: &Host, subscription: &str) -> (f64, f64) {
+    let series = |outcome: &str| {
+        format!(
+            "sinkhost_deliveries_total{{subscription=\"{subscription}\",outcome=\"{outcome}\"}}"
+        )
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let delivered = metric(host, &series("delivered")).await.unwrap_or(0.0);
+        let cut = metric(host, &series("deadline")).await.unwrap_or(0.0);
+        if delivered + cut >= 1.0 || tokio::time::Instant::now() > deadline {
+            return (delivered, cut);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The report the hostile plugin POSTed (its `Idempotency-Key` ends in `-report`).
@@ -340,18 +362,7 @@ async fn log_flood_is_cut_to_the_per_call_limit() {
     // The flood usually fits the 1 s CPU budget (the lines past the limit cost
     // only their copy); on a busy machine the deadline may cut it short, which
     // contains it as well. Either way the call ended and was counted once.
-    let series = |outcome: &str| {
-        format!("sinkhost_deliveries_total{{subscription=\"flood\",outcome=\"{outcome}\"}}")
-    };
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let (delivered, cut) = loop {
-        let delivered = metric(&host, &series("delivered")).await.unwrap_or(0.0);
-        let cut = metric(&host, &series("deadline")).await.unwrap_or(0.0);
-        if delivered + cut >= 1.0 || tokio::time::Instant::now() > deadline {
-            break (delivered, cut);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (delivered, cut) = call_ended(&host, "flood").await;
     assert_eq!(
         delivered + cut,
         1.0,
@@ -360,6 +371,198 @@ async fn log_flood_is_cut_to_the_per_call_limit() {
     if delivered == 1.0 {
         assert_eq!(dropped, 100_000 - LIMIT as u64, "{warning}");
     }
+}
+
+/// What a guest writes to stdout and stderr lands in the host's log as the
+/// plugin's lines, with its subscription and message id: `println!` at info,
+/// `eprintln!` at warn, and a panic's message (on stderr) next to the trap it
+/// caused, so an author sees why the plugin crashed, not only that it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_stdout_stderr_and_panic_messages_reach_the_log() {
+    let nats = NatsServer::start();
+    let pings = Receiver::ok().await;
+    let healthy = Receiver::ok().await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}{}{}",
+            stream_yaml("stdio_s", &["chatty.>", "crashy.>", "fine.>"]),
+            sub_yaml(
+                "chatty",
+                "chatty.>",
+                &pings.url("/ping"),
+                &hostile("mode: stdio", "")
+            ),
+            sub_yaml(
+                "crashy",
+                "crashy.>",
+                &pings.url("/ping"),
+                &hostile("mode: trap", "retries: 0")
+            ),
+            fine(&healthy)
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let js = nats.jetstream().await;
+    publish(&js, "chatty.1", "{}", &[("Nats-Msg-Id", "talk-1")]).await;
+    publish(&js, "crashy.1", "{}", &[("Nats-Msg-Id", "boom-1")]).await;
+    wait_metric(
+        &host,
+        "sinkhost_dead_letters_total{subscription=\"crashy\"}",
+        1.0,
+        WAIT,
+    )
+    .await;
+    host.wait_for_log("to stderr: talk-1", WAIT).await;
+    assert_fine_flows(&js, &healthy, "after", 2).await;
+
+    let plugin_line = |subscription: &str, text: &str| {
+        lines_of(&host, subscription)
+            .into_iter()
+            .find(|l| {
+                l["fields"]["plugin"] == true
+                    && l["fields"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(text))
+            })
+            .unwrap_or_else(|| panic!("no plugin line with {text:?}:\n{}", host.logs().join("\n")))
+    };
+    let out = plugin_line("chatty", "to stdout: talk-1");
+    assert_eq!(out["level"], "INFO", "{out}");
+    assert_eq!(out["fields"]["stream"], "stdout", "{out}");
+    assert_eq!(out["span"]["message_id"], "talk-1", "{out}");
+    assert_eq!(out["fields"]["message"], "to stdout: talk-1", "{out}");
+    let err = plugin_line("chatty", "to stderr: talk-1");
+    assert_eq!(err["level"], "WARN", "{err}");
+    assert_eq!(err["fields"]["stream"], "stderr", "{err}");
+    let panic = plugin_line("crashy", "hostile plugin: trapping on purpose");
+    assert_eq!(panic["level"], "WARN", "{panic}");
+    assert_eq!(panic["fields"]["stream"], "stderr", "{panic}");
+    assert_eq!(panic["span"]["message_id"], "boom-1", "{panic}");
+}
+
+/// A panic in `init` fails the start (exit 2) and its message is in the log:
+/// the author reads what went wrong, not only "trapped".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_init_is_shown() {
+    let nats = NatsServer::start();
+    let pings = Receiver::ok().await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}",
+            stream_yaml("initp_s", &["initp.>"]),
+            sub_yaml(
+                "initp",
+                "initp.>",
+                &pings.url("/ping"),
+                &hostile("mode: init-panic", "")
+            ),
+        ),
+    );
+    let host = Host::spawn(config.path(), &nats.url(), &[]);
+    let status = host.wait_exit(WAIT).await;
+    assert_eq!(status.code(), Some(2), "{}", host.logs().join("\n"));
+    let logs = host.logs().join("\n");
+    assert!(
+        logs.contains("hostile plugin: panicking in init on purpose"),
+        "the panic message is not in the log:\n{logs}"
+    );
+}
+
+/// `plugin test` shows what the plugin printed, without `SINKHOST_LOG`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_test_shows_the_guests_output() {
+    let wasm = hostile_plugin();
+    let dir = ConfigDir::new().file("p.json", "{}");
+    let payload = dir.path().join("p.json");
+    let out = sinkhost_cli(
+        &[
+            "plugin",
+            "test",
+            &wasm,
+            "--subject",
+            "order.completed",
+            "--payload",
+            payload.to_str().expect("a UTF-8 path"),
+            "--settings",
+            r#"{"mode": "stdio"}"#,
+            "--id",
+            "shown-1",
+            "--dry-run",
+        ],
+        "nats://unused:1",
+        &[],
+        WAIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    for line in ["to stdout: shown-1", "to stderr: shown-1"] {
+        assert!(
+            out.stderr.contains(line),
+            "{line:?} not shown:\n{}",
+            out.stderr
+        );
+    }
+}
+
+/// 250 MB written to stdout in one call: the per-call line budget holds (100
+/// lines, each capped, one "dropped" line), the host's own output stays small,
+/// and the other subscription keeps delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_250_mb_stdout_flood_stays_bounded() {
+    const LIMIT: usize = 100;
+    let nats = NatsServer::start();
+    let pings = Receiver::ok().await;
+    let healthy = Receiver::ok().await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}{}",
+            stream_yaml("spill_s", &["spill.>", "fine.>"]),
+            sub_yaml(
+                "spill",
+                "spill.>",
+                &pings.url("/ping"),
+                &hostile("mode: stdout-flood", "retries: 0")
+            ),
+            fine(&healthy)
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let js = nats.jetstream().await;
+    publish(&js, "spill.1", "{}", &[]).await;
+    // Delivered, or cut by the CPU deadline on a busy machine: either way the
+    // call ended, and its output was bounded.
+    let (delivered, cut) = call_ended(&host, "spill").await;
+    assert_eq!(
+        delivered + cut,
+        1.0,
+        "one call, delivered or cut by the deadline"
+    );
+    host.wait_for_log_where(
+        "the dropped-lines warning",
+        |l| l.contains("were dropped") && l.contains("spill"),
+        WAIT,
+    )
+    .await;
+    assert_fine_flows(&js, &healthy, "after", 3).await;
+    let lines = lines_of(&host, "spill");
+    let stdout: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["fields"]["stream"] == "stdout")
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    assert_eq!(stdout.len(), LIMIT, "the per-call line budget");
+    assert!(
+        stdout
+            .iter()
+            .all(|l| l.len() <= 4096 + "...[truncated]".len())
+    );
+    let total: usize = host.logs().iter().map(|l| l.len() + 1).sum();
+    assert!(total < 1 << 20, "the host printed {total} bytes");
 }
 
 /// The CPU budget counts the plugin's own running time, not the time a call

@@ -102,8 +102,15 @@ fn verdict(result: anyhow::Result<bool>) -> ExitCode {
 /// JSON lines on stdout for `run` (what log shippers read); plain text on
 /// stderr for the one-shot commands, whose stdout is their answer.
 pub(crate) fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SINKHOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if json { "info" } else { "warn" }));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SINKHOST_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if json {
+            "info"
+        } else {
+            // What a plugin writes (`log`, stdout, stderr) shows at info:
+            // `plugin test` and `check` are where its author reads it.
+            "warn,sinkhost::plugin::guest_log=info"
+        })
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
         builder

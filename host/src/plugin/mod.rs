@@ -4,7 +4,8 @@
 //! Files: [`runtime`] (the engine, its pooling allocator and the compiled
 //! components), `sink` (one subscription's pool of instances and a call),
 //! `state` (what one instance's store holds), `host_http` and `host_log` (the
-//! host side of the `http` and `log` imports), `bindings` (the one `bindgen!`)
+//! host side of the `http` and `log` imports), `guest_log` (the per-call log
+//! budget, and the guest's stdout and stderr as log lines), `bindings` (the one `bindgen!`)
 //! and [`compile_cache`] (serialized components on disk).
 //!
 //! One [`Runtime`] per process owns the engine (pooling allocator, epoch
@@ -17,6 +18,7 @@
 
 mod bindings;
 pub mod compile_cache;
+mod guest_log;
 mod host_http;
 mod host_log;
 mod runtime;

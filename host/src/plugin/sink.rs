@@ -9,9 +9,10 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::sinkhost::plugin::types;
 use super::bindings::{SinkPlugin, SinkPluginPre};
+use super::guest_log::marked_cap;
 use super::state::State;
 use super::{Delivery, Limits, Message, Outcome, PluginError, SinkSpec};
-use crate::config::redact::{self, redact};
+use crate::config::redact::redact;
 
 /// Longest `reject` reason kept, in bytes: it goes into log lines and a
 /// dead-letter header, so a plugin must not be able to make either huge.
@@ -153,24 +154,4 @@ struct Instance {
 fn arm(store: &mut Store<State>) {
     store.set_epoch_deadline(1);
     store.data_mut().begin_call();
-}
-
-/// `text` capped at `max` bytes by [`redact::cap`], saying so when it was cut.
-pub(super) fn marked_cap(mut text: String, max: usize) -> String {
-    if redact::cap(&mut text, max) {
-        text.push_str("...[truncated]");
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cut_says_so() {
-        assert_eq!(marked_cap("short".into(), 10), "short");
-        assert_eq!(marked_cap("abcdef".into(), 3), "abc...[truncated]");
-        assert_eq!(marked_cap("éé".into(), 3), "é...[truncated]");
-    }
 }

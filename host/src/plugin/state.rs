@@ -1,13 +1,14 @@
 //! What one instance's store holds: WASI with nothing granted (no preopened
-//! directories, no environment, no network, stdio to nowhere), the memory
+//! directories, no environment, no network, no stdin; stdout and stderr go to
+//! the host's log through the [`CallLog`]), the memory
 //! limit, and the per-call accounting the host imports and the CPU deadline
 //! read: time spent waiting on `http`, and waiting to be polled again after
 //! the engine yielded the thread ([`Yields`]), is not CPU time.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
@@ -15,6 +16,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::sinkhost::plugin::types;
+use super::guest_log::CallLog;
 use super::{Limits, SinkSpec};
 use crate::ops::metrics::PerSubscription;
 
@@ -25,11 +27,10 @@ pub(super) struct State {
     pub(super) table: ResourceTable,
     pub(super) store_limits: StoreLimits,
     pub(super) spec: Arc<SinkSpec>,
-    pub(super) limits: Limits,
     pub(super) call_started: Instant,
     pub(super) waiting: Duration,
-    pub(super) log_lines: u32,
-    pub(super) log_dropped: u32,
+    /// The call's log budget, shared with the guest's stdout and stderr.
+    pub(super) log: Arc<Mutex<CallLog>>,
     pub(super) last_http: Option<super::LastHttp>,
     pub(super) metrics: PerSubscription,
     pub(super) yields: Arc<Yields>,
@@ -76,19 +77,19 @@ impl Yields {
 
 impl State {
     pub(super) fn new(spec: Arc<SinkSpec>, limits: Limits) -> Self {
+        let log = CallLog::new(Arc::clone(&spec), limits);
+        let (stdout, stderr) = CallLog::outputs(&log);
         State {
-            // no preopened dirs, no env, no args, no network, stdio to nowhere
-            wasi: WasiCtx::builder().build(),
+            // no preopened dirs, no env, no args, no network, no stdin
+            wasi: WasiCtx::builder().stdout(stdout).stderr(stderr).build(),
             table: ResourceTable::new(),
             store_limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
                 .trap_on_grow_failure(false)
                 .build(),
-            limits,
             call_started: Instant::now(),
             waiting: Duration::ZERO,
-            log_lines: 0,
-            log_dropped: 0,
+            log,
             last_http: None,
             metrics: PerSubscription::new(&spec.subscription),
             yields: Arc::default(),
@@ -99,20 +100,13 @@ impl State {
     pub(super) fn begin_call(&mut self) {
         self.call_started = Instant::now();
         self.waiting = Duration::ZERO;
-        self.log_lines = 0;
-        self.log_dropped = 0;
+        self.log.lock().expect("call log lock").begin();
         self.last_http = None;
         self.yields.reset();
     }
 
     pub(super) fn end_call(&mut self) {
-        if self.log_dropped > 0 {
-            tracing::warn!(
-                subscription = %self.spec.subscription,
-                dropped = self.log_dropped,
-                "plugin log lines over the per-call limit were dropped"
-            );
-        }
+        self.log.lock().expect("call log lock").end();
     }
 
     /// Time the current call spent running wasm, not waiting on the host

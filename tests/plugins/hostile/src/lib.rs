@@ -87,6 +87,7 @@ impl Sink for Hostile {
         match settings.mode.as_str() {
             "init-error" => return Err("settings.mode is init-error: refusing to start".into()),
             "init-echo" => return Err(format!("refusing to start with {echo}")),
+            "init-panic" => panic!("hostile plugin: panicking in init on purpose"),
             _ => {}
         }
         Ok(Hostile {
@@ -145,6 +146,25 @@ impl Sink for Hostile {
                         "env_count": std::env::vars().count(),
                     }),
                 );
+                Outcome::Delivered
+            }
+            "stdio" => {
+                println!("to stdout: {}", msg.id);
+                eprintln!("to stderr: {}", msg.id);
+                Outcome::Delivered
+            }
+            "stdout-flood" => {
+                // 250 MB of 1,000-byte lines, and a last line with no newline.
+                use std::io::Write as _;
+                let mut chunk = [b'o'; 64 << 10];
+                for line in chunk.chunks_mut(1000) {
+                    *line.last_mut().expect("1,000 bytes") = b'\n';
+                }
+                let mut stdout = std::io::stdout();
+                for _ in 0..(250 << 20) / chunk.len() {
+                    let _ = stdout.write_all(&chunk);
+                }
+                let _ = stdout.write_all(&[b'p'; 100 << 10]);
                 Outcome::Delivered
             }
             "log-flood" => {
