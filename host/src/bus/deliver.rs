@@ -255,13 +255,13 @@ impl Attempts for BusAttempts<'_> {
             let counts = destination.finish(ticket, seen(&called), attempt, last);
             let (result, label) = classify(sub, called);
             metrics.delivery(label, started.elapsed());
-            if !counts || matches!(result, Attempt::NotCalled(_)) {
+            // Spent only by a call the plugin made and the breaker counts.
+            if counts && !matches!(result, Attempt::NotCalled(_)) {
+                self.spent = attempt;
+            } else {
                 self.record.set(attempt - 1).await;
             }
             if counts {
-                if !matches!(result, Attempt::NotCalled(_)) {
-                    self.spent = attempt;
-                }
                 return Some(self.expire_if_due(result));
             }
         }

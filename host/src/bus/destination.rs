@@ -67,6 +67,22 @@ struct Shared {
     interval_ms: u64,
 }
 
+impl Shared {
+    /// Reads `key`: its revision, and its state unless deleted or unreadable.
+    /// `None` when the key does not exist or the read failed.
+    async fn read(store: &kv::Store, key: &str) -> Option<(u64, Option<Shared>)> {
+        let entry = store.entry(key).await.ok().flatten()?;
+        let state = (entry.operation == kv::Operation::Put)
+            .then(|| serde_json::from_slice::<Shared>(&entry.value).ok())
+            .flatten();
+        Some((entry.revision, state))
+    }
+
+    fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).expect("plain struct"))
+    }
+}
+
 /// One subscription's destination; see the module docs.
 pub(crate) struct Destination {
     subscription: String,
@@ -317,11 +333,8 @@ impl Destination {
             return Claim::Go;
         };
         for _ in 0..2 {
-            let entry = match store.entry(self.subscription.as_str()).await {
-                Ok(Some(entry)) if entry.operation == kv::Operation::Put => entry,
-                _ => return Claim::Go,
-            };
-            let Ok(mut state) = serde_json::from_slice::<Shared>(&entry.value) else {
+            let Some((revision, Some(mut state))) = Shared::read(store, &self.subscription).await
+            else {
                 return Claim::Go;
             };
             if !state.down {
@@ -348,9 +361,8 @@ impl Destination {
                 .min(self.max_probe_interval.as_millis() as u64);
             state.next_probe_ms = now_ms + interval;
             state.interval_ms = interval;
-            let value = Bytes::from(serde_json::to_vec(&state).expect("plain struct"));
             if store
-                .update(self.subscription.as_str(), value, entry.revision)
+                .update(self.subscription.as_str(), state.encode(), revision)
                 .await
                 .is_ok()
             {
@@ -372,8 +384,7 @@ impl Destination {
             }
             *polled = Some(now);
         }
-        if let Ok(Some(value)) = store.get(self.subscription.as_str()).await
-            && let Ok(state) = serde_json::from_slice::<Shared>(&value)
+        if let Some((_, Some(state))) = Shared::read(store, &self.subscription).await
             && self.closed_elsewhere(&state)
         {
             self.close_elsewhere();
@@ -428,12 +439,10 @@ impl Announce {
             return true;
         };
         let key = self.subscription.as_str();
-        let entry = store.entry(key).await.ok().flatten();
-        let current = entry
-            .as_ref()
-            .filter(|e| e.operation == kv::Operation::Put)
-            .and_then(|e| serde_json::from_slice::<Shared>(&e.value).ok());
-        if current.as_ref().is_some_and(|c| c.down == self.down) {
+        let read = Shared::read(store, key).await;
+        if let Some((_, Some(current))) = &read
+            && current.down == self.down
+        {
             return false;
         }
         let now = SystemTime::now();
@@ -447,10 +456,9 @@ impl Announce {
             next_probe_ms: unix_ms(now) + wait.as_millis() as u64,
             interval_ms: wait.as_millis() as u64,
         };
-        let value = Bytes::from(serde_json::to_vec(&state).expect("plain struct"));
-        let written = match entry {
-            Some(entry) => store.update(key, value, entry.revision).await.is_ok(),
-            None => store.create(key, value).await.is_ok(),
+        let written = match read {
+            Some((revision, _)) => store.update(key, state.encode(), revision).await.is_ok(),
+            None => store.create(key, state.encode()).await.is_ok(),
         };
         if !written {
             tracing::debug!(subscription = %self.subscription, "another host changed the destination state first");
@@ -476,10 +484,7 @@ impl Announce {
 
 /// Moves the shared key's next probe to `at` unless it is already later.
 async fn postpone(store: kv::Store, key: String, at: Instant) {
-    let Ok(Some(entry)) = store.entry(key.as_str()).await else {
-        return;
-    };
-    let Ok(mut state) = serde_json::from_slice::<Shared>(&entry.value) else {
+    let Some((revision, Some(mut state))) = Shared::read(&store, &key).await else {
         return;
     };
     let at_ms = unix_ms(SystemTime::now())
@@ -488,9 +493,8 @@ async fn postpone(store: kv::Store, key: String, at: Instant) {
         return;
     }
     state.next_probe_ms = at_ms;
-    let value = Bytes::from(serde_json::to_vec(&state).expect("plain struct"));
     // A lost race means another host changed the key since: it knows better.
-    let _ = store.update(key.as_str(), value, entry.revision).await;
+    let _ = store.update(key.as_str(), state.encode(), revision).await;
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -222,7 +222,7 @@ impl Breaker {
                 if trips {
                     let interval = self.settings.probe_interval;
                     self.state = State::Open {
-                        interval: self.next_interval(interval),
+                        interval: doubled(interval, self.settings.max_probe_interval),
                         next_probe: now + wait(interval, retry_after),
                         probing: false,
                     };
@@ -243,7 +243,7 @@ impl Breaker {
                 if pass == Pass::Probe {
                     *probing = false;
                     *next_probe = now + wait(*interval, retry_after);
-                    *interval = (*interval * 2).min(self.settings.max_probe_interval);
+                    *interval = doubled(*interval, self.settings.max_probe_interval);
                 }
                 (false, None)
             }
@@ -266,15 +266,16 @@ impl Breaker {
         Verdict { counts, change }
     }
 
-    fn next_interval(&self, interval: Duration) -> Duration {
-        (interval * 2).min(self.settings.max_probe_interval)
-    }
-
     fn close(&mut self) -> Change {
         self.state = State::Closed { run: 0 };
         self.limit = 1;
         Change::Closed
     }
+}
+
+/// The probe interval after `interval`: twice as long, at most `max`.
+fn doubled(interval: Duration, max: Duration) -> Duration {
+    (interval * 2).min(max)
 }
 
 /// The wait before a probe: the interval, or the destination's longer
