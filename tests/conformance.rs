@@ -1,11 +1,8 @@
 //! Every plugin in the repository — built-ins and the JS/Python examples —
-//! passes the same checks, run through the host's plugin runtime without NATS:
-//!
-//! 1. `init` with settings it does not know returns an error (a config error
-//!    `sinkhost check` can report), it does not trap;
-//! 2. `deliver` of a payload that is not JSON (nor UTF-8) does not trap;
-//! 3. a host HTTP error (connection refused) becomes `retry`, never `delivered`;
-//! 4. with a destination that answers 200, the message is `delivered`.
+//! passes `sinkhost plugin conformance`: the same checks
+//! (`sinkhost::conformance`) run here through the library and once through
+//! the command, against the loopback destination the checks start. A plugin
+//! that breaks the contract fails them, with exit code 1.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -14,167 +11,184 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
-use sinkhost::outbound::{Allowlist, Outbound};
-use sinkhost::plugin::{Limits, Message, Outcome, PluginError, Runtime, Sink, SinkSpec};
-use support::{Receiver, workspace_root};
+use sinkhost::conformance::{self, Sample};
+use support::{sinkhost_cli, workspace_root};
+
+/// A JS or Python plugin compiles for up to half a minute on its first use.
+const WAIT: Duration = Duration::from_secs(120);
 
 struct Case {
     plugin: PathBuf,
     settings: serde_json::Value,
-    subject: &'static str,
-    payload: &'static str,
+    sample: Sample,
+    /// Follows the templates' policy too: the advice rows pass.
+    policy: bool,
 }
 
 fn cases() -> Vec<Case> {
     let root = workspace_root().join("target");
     let builtin = |name: &str| root.join("release/plugins").join(format!("{name}.wasm"));
     let example = |name: &str| root.join("examples").join(format!("{name}.wasm"));
-    let order = r#"{"order_id": 42, "total": "19.90", "customer": "Ada"}"#;
+    let sample = |subject: &str, payload: &str| Sample {
+        subject: subject.into(),
+        payload: payload.as_bytes().to_vec(),
+    };
     vec![
+        // The seed's default: every non-2xx is retried unless listed.
         Case {
             plugin: builtin("http-webhook"),
             settings: json!({"reject_status": [422]}),
-            subject: "order.completed",
-            payload: order,
+            sample: Sample::default(),
+            policy: false,
         },
         Case {
             plugin: builtin("mailer-apikey"),
             settings: json!({"api_key": "k-conformance"}),
-            subject: "mail.welcome",
-            payload: r#"{"to": "a@example.com"}"#,
+            sample: sample("mail.welcome", r#"{"to": "a@example.com"}"#),
+            policy: true,
         },
         Case {
             plugin: builtin("drupal-stripe"),
             settings: json!({"signing_secret": "whsec_conformance"}),
-            subject: "stripe.drupal",
-            payload: r#"{"id": "evt_1", "type": "charge.succeeded", "data": {"object": {}}}"#,
+            sample: sample(
+                "stripe.drupal",
+                r#"{"id": "evt_1", "type": "charge.succeeded", "data": {"object": {}}}"#,
+            ),
+            policy: true,
         },
         Case {
             plugin: example("js-teams"),
             settings: json!({}),
-            subject: "order.completed",
-            payload: order,
+            sample: Sample::default(),
+            policy: true,
         },
         Case {
             plugin: example("python-slack"),
             settings: json!({}),
-            subject: "order.completed",
-            payload: order,
+            sample: Sample::default(),
+            policy: true,
         },
     ]
 }
 
-fn sink(runtime: &Runtime, case: &Case, url: &str, settings: &serde_json::Value) -> Sink {
-    assert!(
-        case.plugin.is_file(),
-        "{} is missing: run `make plugins examples`",
-        case.plugin.display()
-    );
-    let host = url::Url::parse(url).unwrap();
-    let allow = Allowlist::new(&[format!(
-        "{}:{}",
-        host.host_str().unwrap(),
-        host.port().unwrap()
-    )]);
-    runtime
-        .sink(SinkSpec {
-            subscription: "conformance".into(),
-            plugin: case.plugin.clone(),
-            init_json: json!({
-                "subscription": "conformance",
-                "webhook": {"url": url, "headers": {"Authorization": "Bearer conformance"}},
-                "settings": settings,
-            })
-            .to_string(),
-            outbound: Outbound::new(Outbound::shared_client(), allow, Duration::from_secs(5)),
-            secrets: Vec::new(),
-        })
-        .unwrap_or_else(|e| panic!("{}: {e}", case.plugin.display()))
-}
-
-fn message(case: &Case, payload: &[u8]) -> Message {
-    Message {
-        subject: case.subject.into(),
-        payload: payload.to_vec(),
-        headers: vec![("Nats-Msg-Id".into(), "conformance-1".into())],
-        id: "conformance-1".into(),
-        published_ms: 1_776_758_990_000,
-        attempt: 1,
-        max_attempts: 4,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_plugin_passes_the_conformance_checks() {
-    let runtime = Runtime::new(Limits::default()).unwrap();
-    let receiver = Receiver::ok().await;
-    let refused = {
-        // a port that was just free: connecting to it is refused
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
-        format!("http://127.0.0.1:{port}/hook")
-    };
     let mut failures = Vec::new();
     for case in cases() {
-        let name = case
-            .plugin
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let mut check = |what: &str, ok: bool, detail: String| {
-            if !ok {
-                failures.push(format!("{name}: {what}: {detail}"));
+        assert!(
+            case.plugin.is_file(),
+            "{} is missing: run `make plugins examples`",
+            case.plugin.display()
+        );
+        let verdict = conformance::check(&case.plugin, case.settings.clone(), &case.sample).await;
+        assert_eq!(verdict.checks.len(), 12, "{verdict:?}");
+        for check in &verdict.checks {
+            if !check.passed && (check.required || case.policy) {
+                failures.push(format!(
+                    "{}: {}: {}",
+                    case.plugin.display(),
+                    check.name,
+                    check.detail
+                ));
             }
-        };
-
-        // 1. unknown settings: an init error, not a trap
-        let mut bad = case.settings.clone();
-        bad["conformance_no_such_setting"] = json!(true);
-        let result = sink(&runtime, &case, &receiver.url("/hook"), &bad)
-            .check()
-            .await;
-        check(
-            "init with an unknown setting returns an error",
-            matches!(result, Err(PluginError::Init(_))),
-            format!("{result:?}"),
-        );
-
-        // 2. a payload that is neither JSON nor UTF-8: any outcome but a trap
-        let good = sink(&runtime, &case, &receiver.url("/hook"), &case.settings);
-        good.check()
-            .await
-            .unwrap_or_else(|e| panic!("{name}: init with valid settings: {e}"));
-        let result = good
-            .deliver(&message(&case, &[0xff, 0xfe, 0x00, b'{']))
-            .await;
-        check(
-            "deliver of a non-JSON payload does not trap",
-            result.is_ok(),
-            format!("{result:?}"),
-        );
-
-        // 3. a host HTTP error becomes retry
-        let down = sink(&runtime, &case, &refused, &case.settings);
-        let result = down.deliver(&message(&case, case.payload.as_bytes())).await;
-        check(
-            "a refused connection becomes retry",
-            matches!(&result, Ok(d) if matches!(d.outcome, Outcome::Retry(_))),
-            format!("{result:?}"),
-        );
-
-        // 4. a healthy destination gets it
-        let result = good.deliver(&message(&case, case.payload.as_bytes())).await;
-        check(
-            "a 200 is delivered",
-            matches!(&result, Ok(d) if d.outcome == Outcome::Delivered),
-            format!("{result:?}"),
-        );
+        }
     }
     assert!(
         failures.is_empty(),
         "conformance failures:\n{}",
         failures.join("\n")
+    );
+}
+
+/// The command prints one row per check and exits 0; on a plugin that traps
+/// in `deliver` the rows that need a call say FAIL with the trap, and it
+/// exits 1. A plugin that is no component fails the first row and stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_prints_the_table_and_exits_by_the_required_checks() {
+    let root = workspace_root().join("target/release");
+    let webhook = root.join("plugins/http-webhook.wasm");
+    let out = sinkhost_cli(
+        &["plugin", "conformance", webhook.to_str().unwrap()],
+        "nats://unused:1",
+        &[],
+        WAIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let rows: Vec<&str> = out.stdout.lines().collect();
+    assert!(rows[0].starts_with("check ") && rows[0].contains("result  detail"));
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r.starts_with(name))
+            .unwrap_or_else(|| panic!("no row {name:?} in\n{}", out.stdout))
+            .to_string()
+    };
+    assert!(row("2xx is delivered").contains(" ok "), "{}", out.stdout);
+    assert!(
+        row("429 Retry-After: 7 is honoured").ends_with("retry in 7000ms"),
+        "{}",
+        out.stdout
+    );
+    // http-webhook retries a 400 unless `reject_status` lists it: advice only.
+    assert!(
+        row("400 is rejected").contains(" advice "),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        rows.last(),
+        Some(&"passed: 12 checks, 0 failed, 1 advice (not required)")
+    );
+
+    let hostile = root.join("test-plugins/hostile.wasm");
+    let out = sinkhost_cli(
+        &[
+            "plugin",
+            "conformance",
+            hostile.to_str().unwrap(),
+            "--settings",
+            r#"{"mode": "trap"}"#,
+        ],
+        "nats://unused:1",
+        &[],
+        WAIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let delivered = out
+        .stdout
+        .lines()
+        .find(|r| r.starts_with("2xx is delivered"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        delivered.contains(" FAIL ") && delivered.contains("plugin trapped"),
+        "{delivered}"
+    );
+    assert!(
+        out.stdout.contains("\nFAILED: 12 checks, "),
+        "{}",
+        out.stdout
+    );
+
+    let not_wasm = support::ConfigDir::new().file("broken.wasm", "not a component");
+    let broken = not_wasm.path().join("broken.wasm");
+    let out = sinkhost_cli(
+        &["plugin", "conformance", broken.to_str().unwrap()],
+        "nats://unused:1",
+        &[],
+        WAIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let rows: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        rows[1].starts_with("loads and initialises") && rows[1].contains(" FAIL "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("FAILED: 1 checks, 1 failed"),
+        "{}",
+        out.stdout
     );
 }

@@ -205,4 +205,18 @@ async fn replay_delivers_through_the_one_subscription_and_removes_what_it_delive
     );
     assert_eq!(broken.count(), 3);
     assert_eq!(bystander.count(), 3);
+
+    // `dlq list` reads only the stream's name: a config.d whose webhook
+    // variables are not set on this machine still lists the dead letters.
+    let elsewhere = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}",
+            stream_yaml("replay_s", &["rp.>"]),
+            sub_yaml("broken", "rp.>", "${SINKHOST_TEST_UNSET_URL}", ""),
+        ),
+    );
+    let still = listed(&config, &nats, None).await;
+    assert!(!still.is_empty());
+    assert_eq!(listed(&elsewhere, &nats, None).await, still);
 }

@@ -261,19 +261,68 @@ fn basic_credentials(url: &Url) -> Option<HeaderValue> {
 enum Transport {
     /// Onto the network through the shared client.
     Network(Arc<HttpClient>),
-    /// Nowhere: each request is recorded and answered `200` with an empty
-    /// body (`plugin test --dry-run`, and benchmarks of the plugin alone).
+    /// Nowhere: each request is recorded and answered from the recorder's
+    /// script, `200` with an empty body once it is used up (`plugin test
+    /// --dry-run` and `--respond`, and benchmarks of the plugin alone).
     DryRun(Recorder),
 }
 
-/// The requests a dry-run [`Outbound`] was asked to send, in order.
+/// The requests a dry-run [`Outbound`] was asked to send, in order, and the
+/// answers it gives them.
 #[derive(Debug, Clone, Default)]
-pub struct Recorder(Arc<std::sync::Mutex<Vec<Request>>>);
+pub struct Recorder(Arc<std::sync::Mutex<Recorded>>);
+
+#[derive(Debug, Default)]
+struct Recorded {
+    requests: Vec<(Request, Answer)>,
+    script: std::collections::VecDeque<Answer>,
+}
+
+/// A dry-run answer: a status and headers, with an empty body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// Headers in order; names are lower-cased when answered.
+    pub headers: Vec<(String, String)>,
+}
 
 impl Recorder {
     /// Takes the requests recorded so far.
     pub fn take(&self) -> Vec<Request> {
-        std::mem::take(&mut *self.0.lock().expect("recorder lock"))
+        self.take_answered()
+            .into_iter()
+            .map(|(req, _)| req)
+            .collect()
+    }
+
+    /// Takes the requests recorded so far, each with the answer it got.
+    pub fn take_answered(&self) -> Vec<(Request, Answer)> {
+        std::mem::take(&mut self.lock().requests)
+    }
+
+    /// Answers the next requests with `answers`, one each, in order.
+    pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
+        self.lock().script.extend(answers);
+    }
+
+    /// How many scripted answers are left.
+    pub fn unanswered(&self) -> usize {
+        self.lock().script.len()
+    }
+
+    fn answer(&self, req: Request) -> Answer {
+        let mut recorded = self.lock();
+        let answer = recorded.script.pop_front().unwrap_or(Answer {
+            status: 200,
+            headers: Vec::new(),
+        });
+        recorded.requests.push((req, answer.clone()));
+        answer
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        self.0.lock().expect("recorder lock")
     }
 }
 
@@ -344,7 +393,8 @@ impl Outbound {
     }
 
     /// An outbound that checks the allowlist but sends nothing: it records each
-    /// request and answers `200` with an empty body.
+    /// request and answers it from [`Recorder::script`], else `200` with an
+    /// empty body.
     pub fn dry_run(allow: Allowlist) -> (Self, Recorder) {
         let recorder = Recorder::default();
         let outbound = Outbound {
@@ -365,10 +415,14 @@ impl Outbound {
         let client = match &self.transport {
             Transport::Network(client) => client,
             Transport::DryRun(recorder) => {
-                recorder.0.lock().expect("recorder lock").push(req);
+                let answer = recorder.answer(req);
                 return Ok(Response {
-                    status: 200,
-                    headers: Vec::new(),
+                    status: answer.status,
+                    headers: answer
+                        .headers
+                        .into_iter()
+                        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+                        .collect(),
                     body: Vec::new(),
                     from: target.shown.clone(),
                 });
@@ -526,6 +580,35 @@ mod tests {
         let denied = outbound.send(request("http://b.example/hook")).await;
         assert!(matches!(denied, Err(HttpError::Denied(_))));
         assert_eq!(recorder.take(), [request("http://a.example/hook")]);
+    }
+
+    #[tokio::test]
+    async fn dry_run_answers_from_its_script_then_200() {
+        let (outbound, recorder) = Outbound::dry_run(Allowlist::new(&["a.example:80".into()]));
+        recorder.script([
+            Answer {
+                status: 429,
+                headers: vec![("Retry-After".into(), "3".into())],
+            },
+            Answer {
+                status: 503,
+                headers: Vec::new(),
+            },
+        ]);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let response = outbound.send(post("http://a.example/hook")).await.unwrap();
+            seen.push((response.status, response.headers));
+        }
+        assert_eq!(
+            seen,
+            [
+                (429, vec![("retry-after".to_owned(), "3".to_owned())]),
+                (503, Vec::new()),
+                (200, Vec::new()),
+            ]
+        );
+        assert_eq!((recorder.unanswered(), recorder.take().len()), (0, 3));
     }
 
     #[tokio::test]

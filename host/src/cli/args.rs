@@ -1,5 +1,6 @@
 //! Arguments several commands share: where config.d is, how to reach NATS,
-//! and the small parsers of `Name: value` headers and `--settings`.
+//! and the small parsers of `Name: value` headers, `--settings`,
+//! `--payload` and `--respond`.
 
 use std::path::PathBuf;
 
@@ -7,6 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::config::{Config, ConfigError, ConfigSource};
+use crate::outbound::Answer;
 use crate::run::NatsOptions;
 
 #[derive(Debug, Args)]
@@ -115,9 +117,93 @@ pub(super) fn parse_settings(arg: Option<&str>) -> anyhow::Result<serde_json::Va
     serde_yaml::from_str(&text).with_context(|| format!("{arg} is not valid JSON or YAML"))
 }
 
+/// `--payload`: a file, `-` for stdin, or JSON text given inline.
+pub(super) fn read_payload(arg: &str) -> anyhow::Result<Vec<u8>> {
+    if arg == "-" {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("reading stdin")?;
+        return Ok(bytes);
+    }
+    match std::fs::read(arg) {
+        Ok(bytes) => Ok(bytes),
+        Err(_) if serde_json::from_str::<serde_json::Value>(arg).is_ok() => Ok(arg.into()),
+        Err(e) => Err(anyhow::anyhow!(
+            "--payload {arg}: {e} (give a file, `-` for stdin, or JSON text)"
+        )),
+    }
+}
+
+/// `--respond STATUS[:Header=value...]`, e.g. `429:Retry-After=3`. A part
+/// without `=` belongs to the value before it, so an HTTP date
+/// (`Retry-After=Wed, 21 Oct 2026 07:28:00 GMT`) stays whole.
+pub(super) fn parse_answer(arg: &str) -> anyhow::Result<Answer> {
+    let mut parts = arg.split(':');
+    let status = parts.next().unwrap_or_default();
+    let status: u16 = status
+        .trim()
+        .parse()
+        .ok()
+        .filter(|s| (100..=999).contains(s))
+        .with_context(|| {
+            format!(
+                "--respond {arg:?}: start with an HTTP status, e.g. `503` or `429:Retry-After=3`"
+            )
+        })?;
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for part in parts {
+        let header = part.split_once('=').filter(|(name, _)| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+        match (header, headers.last_mut()) {
+            (Some((name, value)), _) => headers.push((name.to_owned(), value.to_owned())),
+            (None, Some((_, value))) => {
+                value.push(':');
+                value.push_str(part);
+            }
+            (None, None) => anyhow::bail!("--respond {arg:?}: {part:?} is not `Header=value`"),
+        }
+    }
+    Ok(Answer { status, headers })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_a_status_and_headers() {
+        let answer = parse_answer("429:Retry-After=3:X-Why=slow down").unwrap();
+        assert_eq!(answer.status, 429);
+        assert_eq!(
+            answer.headers,
+            [
+                ("Retry-After".to_owned(), "3".to_owned()),
+                ("X-Why".to_owned(), "slow down".to_owned())
+            ]
+        );
+        let date = parse_answer("503:Retry-After=Wed, 21 Oct 2026 07:28:00 GMT").unwrap();
+        assert_eq!(date.headers[0].1, "Wed, 21 Oct 2026 07:28:00 GMT");
+        assert_eq!(parse_answer("200").unwrap().headers, []);
+        let bad = parse_answer("ok").unwrap_err().to_string();
+        assert!(bad.contains("start with an HTTP status"), "{bad}");
+        let bad = parse_answer("500:oops").unwrap_err().to_string();
+        assert!(bad.contains("\"oops\" is not `Header=value`"), "{bad}");
+    }
+
+    #[test]
+    fn a_payload_is_a_file_or_json_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.json");
+        std::fs::write(&file, "{\"a\": 2}").unwrap();
+        assert_eq!(read_payload(file.to_str().unwrap()).unwrap(), b"{\"a\": 2}");
+        assert_eq!(read_payload(r#"{"a":1}"#).unwrap(), br#"{"a":1}"#);
+        let missing = read_payload("nope.json").unwrap_err().to_string();
+        assert!(
+            missing.starts_with("--payload nope.json: No such file")
+                && missing.ends_with("(give a file, `-` for stdin, or JSON text)"),
+            "{missing}"
+        );
+    }
 
     #[test]
     fn headers_are_name_colon_value() {

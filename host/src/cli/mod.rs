@@ -107,8 +107,9 @@ pub(crate) fn init_logging(json: bool) {
             "info"
         } else {
             // What a plugin writes (`log`, stdout, stderr) shows at info:
-            // `plugin test` and `check` are where its author reads it.
-            "warn,sinkhost::plugin::guest_log=info"
+            // `plugin test` and `check` are where its author reads it; so
+            // does a first compile, which can take half a minute.
+            "warn,sinkhost::plugin::guest_log=info,sinkhost::plugin::compiling=info"
         })
     });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);

@@ -39,6 +39,36 @@ pub fn load(
     validate(dir, &texts, env, plugins)
 }
 
+/// The `stream:` block's `name` in config.d, for the commands that only read
+/// the streams (`dlq list`): found without validating the rest, so a
+/// `${VAR}` that only a subscription uses may be unset. A file that is not
+/// YAML, or a name that does not expand, gets [`load`]'s error (file, line,
+/// key).
+pub fn stream_name(
+    dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    plugins: &PluginSearch,
+) -> Result<Option<String>, ConfigError> {
+    for file in config_files(dir)? {
+        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::ReadFile {
+            file: file.clone(),
+            source,
+        })?;
+        let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+            return load(dir, env, plugins).map(|config| config.stream.map(|s| s.name));
+        };
+        let name = doc.get("stream").and_then(|s| s.get("name"));
+        if let Some(name) = name.and_then(serde_yaml::Value::as_str) {
+            // Expanded as `load` would; an unset variable here is an error.
+            return match super::expand::expand(name, env) {
+                Ok(expanded) => Ok(Some(expanded.text)),
+                Err(_) => load(dir, env, plugins).map(|config| config.stream.map(|s| s.name)),
+            };
+        }
+    }
+    Ok(None)
+}
+
 /// Validates one config.d document held in memory, as if it were the only
 /// file of a directory; `name` stands for its path in messages, and relative
 /// plugin paths resolve from the current directory.

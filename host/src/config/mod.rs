@@ -40,7 +40,7 @@ mod secrets;
 mod source;
 
 pub use error::ConfigError;
-pub use load::{load, load_text};
+pub use load::{load, load_text, stream_name};
 pub use model::{
     Breaker, Config, DEFAULT_PLUGIN, MAX_DEAD_LETTER_AFTER, Ordering, Origin, PluginRef, Storage,
     StreamConfig, Subscription, Webhook,

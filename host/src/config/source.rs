@@ -28,4 +28,10 @@ impl ConfigSource {
     pub fn load(&self) -> Result<Config, ConfigError> {
         load(&self.dir, &|name| std::env::var(name).ok(), &self.plugins)
     }
+
+    /// The stream config.d names, without validating the rest
+    /// ([`stream_name`](super::stream_name)).
+    pub fn stream_name(&self) -> Result<Option<String>, ConfigError> {
+        super::stream_name(&self.dir, &|name| std::env::var(name).ok(), &self.plugins)
+    }
 }

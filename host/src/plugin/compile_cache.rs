@@ -93,6 +93,12 @@ impl CompileCache {
             }
         }
         let started = Instant::now();
+        // Its own target, so the one-shot commands can show this line alone.
+        tracing::info!(
+            target: "sinkhost::plugin::compiling",
+            plugin = %path.display(), mb = wasm.len() >> 20,
+            "compiling plugin (a JS or Python one takes 10-30 s); the next start loads it from the cache"
+        );
         let compiled = engine.precompile_component(wasm)?;
         let component = load_bytes(engine, &compiled)?;
         match store(dir, &entry, &compiled) {

@@ -1,11 +1,13 @@
 //! The one-shot commands behind `cli`: replaying dead letters ([`replay`]) and
 //! stored messages ([`stream_replay`]) with one set of result types
 //! ([`results`]), listing dead letters ([`dlq`]), publishing ([`publish`]),
-//! running a plugin on one message ([`tryout`]) and writing a new plugin
-//! project ([`scaffold`]). They build on `run` (a subscription's plugin is
+//! running a plugin on one message ([`tryout`]), checking a plugin against
+//! the host's contract ([`conformance`]) and writing a new plugin project
+//! ([`scaffold`]). They build on `run` (a subscription's plugin is
 //! prepared exactly as `run` prepares it, see [`select`]) and print nothing:
 //! `cli` prints what they return.
 
+pub mod conformance;
 pub(crate) mod dlq;
 pub(crate) mod publish;
 pub(crate) mod replay;

@@ -3,18 +3,22 @@
 //! Builds the subscription through config's own validation ([`config::load_text`]
 //! on a one-entry document made from the command line, so it gets every default
 //! and check `run` applies), prepares the plugin as `run` does, hands it a
-//! single message and reports its outcome. With `dry_run` the `http` import
+//! single message and reports its outcome with what the host would do next
+//! (the retry policy's own [`Action`]). With `dry_run` the `http` import
 //! records requests instead of sending them, so an author can see exactly what
-//! a destination would receive. Owns no delivery policy: the outcome is
-//! reported, not acted on.
+//! a destination would receive; `respond` scripts the destination's answers,
+//! and while they last a retried message is delivered again, attempt after
+//! attempt, as the host would (without waiting out the delays).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::redact::{LogUrl, redact, show_url};
 use crate::config::{self, ConfigError, PluginSearch, Subscription};
-use crate::outbound::{self, Allowlist, Outbound};
-use crate::plugin::{Delivery, Limits, Message, PluginError, Runtime};
+use crate::delivery::classify::classify;
+use crate::delivery::retry::{Action, Policy};
+use crate::outbound::{self, Allowlist, Answer, Outbound, Recorder};
+use crate::plugin::{Delivery, Limits, Message, PluginError, Runtime, Sink};
 use crate::run;
 
 /// One plugin run, as the command line describes it.
@@ -40,19 +44,49 @@ pub(crate) struct TryOut {
     pub(crate) id: String,
     /// Record requests instead of sending them.
     pub(crate) dry_run: bool,
+    /// The destination's answers, one per request, in order (implies
+    /// `dry_run`); `200` once they are used up.
+    pub(crate) respond: Vec<Answer>,
+    /// The number of the first attempt.
+    pub(crate) attempt: u32,
+    /// Attempts in all (`retries + 1`); `None` keeps config's default.
+    pub(crate) max_attempts: Option<u32>,
     /// Per-request timeout when sending for real.
     pub(crate) timeout: Duration,
     /// How much of the URL the output may show (`webhook.log_url`).
     pub(crate) log_url: LogUrl,
 }
 
-/// What happened.
+/// What happened, attempt by attempt.
 #[derive(Debug)]
 pub(crate) struct Report {
+    /// At least one.
+    pub(crate) attempts: Vec<Tried>,
+}
+
+/// One `deliver` call and what the host would do after it.
+#[derive(Debug)]
+pub(crate) struct Tried {
+    /// Its attempt number, and of how many.
+    pub(crate) attempt: u32,
+    /// Attempts in all.
+    pub(crate) max_attempts: u32,
+    /// The requests the plugin made (dry run only) as an author reads them,
+    /// secrets masked, each with the scripted answer it got.
+    pub(crate) requests: Vec<String>,
     /// The plugin's outcome, or why the call failed.
     pub(crate) result: Result<Delivery, PluginError>,
-    /// The requests the plugin made (dry run only), secrets masked.
-    pub(crate) requests: Vec<String>,
+    /// What the host would do next, as its retry policy decides.
+    pub(crate) action: Action,
+}
+
+impl Report {
+    /// Whether the message ended delivered.
+    pub(crate) fn delivered(&self) -> bool {
+        self.attempts
+            .last()
+            .is_some_and(|tried| tried.action == Action::Ack)
+    }
 }
 
 /// Why the plugin could not be run at all.
@@ -71,8 +105,8 @@ const ORIGIN: &str = "plugin test";
 
 impl TryOut {
     /// The subscription `run` would run for this command line.
-    fn subscription(&self) -> Result<Subscription, ConfigError> {
-        let entry = serde_json::json!({
+    pub(crate) fn subscription(&self) -> Result<Subscription, ConfigError> {
+        let mut entry = serde_json::json!({
             "name": "plugin-test",
             "subject": self.subject,
             "consumer": "plugin-test",
@@ -87,6 +121,9 @@ impl TryOut {
             "ack_wait": humantime::format_duration(self.timeout * 2).to_string(),
             "max_concurrency": 1,
         });
+        if let Some(max) = self.max_attempts {
+            entry["retries"] = max.saturating_sub(1).into();
+        }
         let document = serde_json::json!({ "subscriptions": [entry] });
         let yaml = serde_yaml::to_string(&document).expect("JSON values are valid YAML");
         // Nothing on the command line is a `${VAR}`.
@@ -95,27 +132,25 @@ impl TryOut {
         Ok(config.subscriptions.remove(0))
     }
 
-    /// Loads and initialises the plugin, then delivers the message once. A
-    /// command line that is no valid subscription, or a plugin that fails to
-    /// load or `init`, is an `Err`; a failed `deliver` is reported in
-    /// [`Report::result`].
-    pub(crate) async fn run(&self) -> Result<Report, TryOutError> {
-        let sub = self.subscription()?;
-        let allow = Allowlist::new(&sub.allowed_hosts());
-        let (outbound, recorder) = if self.dry_run {
-            let (outbound, recorder) = Outbound::dry_run(allow);
-            (outbound, Some(recorder))
-        } else {
-            let client = Outbound::shared_client();
-            (Outbound::new(client, allow, sub.timeout), None)
-        };
+    /// The plugin of `sub`, loaded and initialised as `run` does it, sending
+    /// through `outbound`.
+    pub(crate) async fn sink(
+        &self,
+        runtime: &Runtime,
+        sub: &Subscription,
+        outbound: Outbound,
+    ) -> Result<Sink, PluginError> {
         let outbound = outbound
             .with_log_url(self.log_url)
             .with_webhook(&sub.webhook.url);
-        let runtime = Runtime::new(Limits::default())?;
-        let sink = runtime.sink(run::sink_spec(&sub, outbound))?;
+        let sink = runtime.sink(run::sink_spec(sub, outbound))?;
         sink.check().await?;
-        let message = Message {
+        Ok(sink)
+    }
+
+    /// The message, as attempt `attempt` of `max_attempts` hands it over.
+    pub(crate) fn message(&self, attempt: u32, max_attempts: u32) -> Message {
+        Message {
             subject: self.subject.clone(),
             payload: self.payload.clone(),
             headers: self.headers.clone(),
@@ -123,21 +158,73 @@ impl TryOut {
             published_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            attempt: 1,
-            max_attempts: sub.max_attempts(),
+            attempt,
+            max_attempts,
+        }
+    }
+
+    /// Loads and initialises the plugin, then delivers the message: once, or
+    /// again after each retry while scripted answers are left. A command line
+    /// that is no valid subscription, or a plugin that fails to load or
+    /// `init`, is an `Err`; a failed `deliver` is reported in [`Tried::result`].
+    pub(crate) async fn run(&self) -> Result<Report, TryOutError> {
+        let sub = self.subscription()?;
+        let allow = Allowlist::new(&sub.allowed_hosts());
+        let (outbound, recorder) = if self.dry_run || !self.respond.is_empty() {
+            let (outbound, recorder) = Outbound::dry_run(allow);
+            recorder.script(self.respond.iter().cloned());
+            (outbound, Some(recorder))
+        } else {
+            let client = Outbound::shared_client();
+            (Outbound::new(client, allow, sub.timeout), None)
         };
-        let result = sink.deliver(&message).await;
+        let runtime = Runtime::new(Limits::default())?;
+        let sink = self.sink(&runtime, &sub, outbound).await?;
+        let policy = Policy::of(&sub);
         let secrets = sub.secrets();
-        let requests = recorder
-            .map(|r| {
-                let taken = r.take();
-                taken
-                    .iter()
-                    .map(|req| render(req, self.log_url, &secrets))
-                    .collect()
+        let mut attempts = Vec::new();
+        let mut attempt = self.attempt.max(1);
+        loop {
+            let message = self.message(attempt, policy.max_attempts);
+            let result = sink.deliver(&message).await;
+            let (classified, _) = classify(&sub, Ok(result.clone()));
+            let action = policy.decide(classified, attempt);
+            let again = matches!(action, Action::Nak(_) | Action::Again(_))
+                && recorder.as_ref().is_some_and(|r| r.unanswered() > 0);
+            let requests = recorder
+                .as_ref()
+                .map(|r| self.rendered(r, &secrets))
+                .unwrap_or_default();
+            attempts.push(Tried {
+                attempt,
+                max_attempts: policy.max_attempts,
+                requests,
+                result,
+                action: action.clone(),
+            });
+            if !again {
+                return Ok(Report { attempts });
+            }
+            // `Again`: the call did not happen, the number stays.
+            if matches!(action, Action::Nak(_)) {
+                attempt += 1;
+            }
+        }
+    }
+
+    fn rendered(&self, recorder: &Recorder, secrets: &[String]) -> Vec<String> {
+        recorder
+            .take_answered()
+            .iter()
+            .map(|(req, answer)| {
+                let mut text = render(req, self.log_url, secrets);
+                text.push_str(&format!("\n-> answered {}", answer.status));
+                for (name, value) in &answer.headers {
+                    text.push_str(&format!(", {name}: {value}"));
+                }
+                text
             })
-            .unwrap_or_default();
-        Ok(Report { result, requests })
+            .collect()
     }
 }
 
@@ -191,6 +278,9 @@ mod tests {
             headers: Vec::new(),
             id: "plugin-test-1".into(),
             dry_run: true,
+            respond: Vec::new(),
+            attempt: 1,
+            max_attempts: None,
             timeout: Duration::from_secs(3),
             log_url: LogUrl::Host,
         }
