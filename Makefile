@@ -66,9 +66,11 @@ plugins: .tools/wasm-target $(PATCHED)
 
 # The release tarball: one directory with bin/sinkhost and the built-in plugins
 # beside it in bin/plugins/ (where the binary looks when SINKHOST_PLUGIN_DIR is
-# unset), the reference config.d, the systemd unit with its env file, and
-# INSTALL.md. It packs what `make build` built; only the packed copy of the
-# binary loses its debug info. tests/dist.rs unpacks and runs it.
+# unset), the reference config.d, the systemd unit with its env file,
+# INSTALL.md, and in share/sinkhost/ what plugin authors build against (the
+# WIT, the Rust SDK, the JS and Python helpers; scripts/dist-sdk.sh). It packs
+# what `make build` built; only the packed copy of the binary loses its debug
+# info. tests/dist.rs unpacks and runs it.
 VERSION    := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
 DIST_NAME  := sinkhost-$(VERSION)-$(shell uname -m)-linux
 DIST_STAGE := target/dist/$(DIST_NAME)
@@ -83,6 +85,7 @@ dist: build
 	cp config.d/*.yml $(DIST_STAGE)/config.d/
 	cp packaging/sinkhost.service packaging/sinkhost.env $(DIST_STAGE)/systemd/
 	cp packaging/INSTALL.md $(DIST_STAGE)/
+	CARGO=$(CARGO) scripts/dist-sdk.sh $(DIST_STAGE)/share/sinkhost
 	tar -C target/dist --sort=name --owner=0 --group=0 --numeric-owner -czf $(DIST_STAGE).tar.gz $(DIST_NAME)
 	rm -rf $(DIST_STAGE)
 	@ls -l $(DIST_STAGE).tar.gz
@@ -91,27 +94,73 @@ dist: build
 # (examples/README.md): npm's componentize-js and PyPI's componentize-py.
 EXAMPLES_OUT    := target/examples
 JS_TEAMS        := examples/js-teams
+JS_SDK          := sdk/js
+# JS fixtures only the tests load, built with js-teams' componentize-js.
+JS_FIXTURES     := $(TEST_PLUGIN_DIR)/js-throws.wasm
+COMPONENTIZE_JS := $(CURDIR)/$(JS_TEAMS)/node_modules/.bin/componentize-js
 PY_SLACK        := examples/python-slack
+PY_SDK          := sdk/python
+# Python fixtures only the tests load, built like the examples.
+PY_FIXTURES     := $(TEST_PLUGIN_DIR)/py-throws.wasm
 COMPONENTIZE_PY := $(VENV)/bin/componentize-py
 WIT_FILES       := $(wildcard wit/*.wit)
 
-examples: $(EXAMPLES_OUT)/js-teams.wasm $(EXAMPLES_OUT)/python-slack.wasm
+examples: $(EXAMPLES_OUT)/js-teams.wasm $(EXAMPLES_OUT)/python-slack.wasm $(JS_FIXTURES) $(PY_FIXTURES)
 	@ls -l $^
 
 # npm ci rewrites node_modules/.package-lock.json, so it stamps the install.
 $(JS_TEAMS)/node_modules/.package-lock.json: $(JS_TEAMS)/package.json $(JS_TEAMS)/package-lock.json
 	cd $(JS_TEAMS) && npm ci --no-audit --no-fund
 
-$(EXAMPLES_OUT)/js-teams.wasm: $(JS_TEAMS)/src/teams.js $(WIT_FILES) $(JS_TEAMS)/node_modules/.package-lock.json
+# It imports sdk/js/sinkhost.js, so its build runs from the repository root
+# (componentize-js reads only files below its working directory).
+$(EXAMPLES_OUT)/js-teams.wasm: $(JS_TEAMS)/src/teams.js $(JS_SDK)/sinkhost.js $(WIT_FILES) $(JS_TEAMS)/node_modules/.package-lock.json
 	cd $(JS_TEAMS) && npm run --silent build
+
+$(TEST_PLUGIN_DIR)/js-%.wasm: tests/plugins/js-%/plugin.js $(WIT_FILES) $(JS_TEAMS)/node_modules/.package-lock.json
+	@mkdir -p $(TEST_PLUGIN_DIR)
+	cd tests/plugins/js-$* && node --check plugin.js && $(COMPONENTIZE_JS) plugin.js --wit $(CURDIR)/wit \
+	  --world-name sink-plugin --disable http fetch-event --out $(CURDIR)/$@
+
+$(JS_SDK)/node_modules/.package-lock.json: $(JS_SDK)/package.json $(JS_SDK)/package-lock.json
+	cd $(JS_SDK) && npm ci --no-audit --no-fund
+
+# The JS helper: its committed WIT declarations are what jco generates from
+# wit/ now, its unit tests pass under plain Node, and it, js-teams and the
+# template (laid out as `sinkhost plugin new --lang js` writes it) type-check.
+JS_TMP := target/test-js-sdk
+TSC    := $(JS_SDK)/node_modules/.bin/tsc
+.PHONY: test-js-sdk
+test-js-sdk: $(JS_SDK)/node_modules/.package-lock.json
+	rm -rf $(JS_TMP) && mkdir -p $(JS_TMP)/types $(JS_TMP)/template/src
+	$(JS_SDK)/node_modules/.bin/jco guest-types wit --world-name sink-plugin -o $(JS_TMP)/types -q
+	@diff -ru $(JS_SDK)/types $(JS_TMP)/types || { echo "$(JS_SDK)/types/ is not what jco generates from wit/:" \
+	  "run 'cd $(JS_SDK) && npm run types' and commit the result" >&2; exit 1; }
+	node --test $(JS_SDK)/test/
+	$(TSC) -p $(JS_SDK)/jsconfig.json
+	cp templates/js/jsconfig.json $(JS_TMP)/template/
+	cp -r templates/js/src/plugin.js $(JS_SDK)/sinkhost.js $(JS_SDK)/sinkhost.d.ts $(JS_SDK)/types $(JS_TMP)/template/src/
+	$(TSC) -p $(JS_TMP)/template/jsconfig.json
+	$(TSC) --noEmit --allowJs --checkJs --strict --noImplicitAny false --useUnknownInCatchVariables false \
+	  --target es2022 --module nodenext --lib es2022,dom $(JS_TEAMS)/src/teams.js
 
 $(COMPONENTIZE_PY): $(PY_SLACK)/requirements.txt | $(NATS)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
 	@touch $@
 
-$(EXAMPLES_OUT)/python-slack.wasm: $(PY_SLACK)/app.py $(WIT_FILES) $(COMPONENTIZE_PY)
+# The helper module (sinkhost.py) is bundled from sdk/python by a second -p.
+$(EXAMPLES_OUT)/python-slack.wasm: $(PY_SLACK)/app.py $(PY_SDK)/sinkhost.py $(WIT_FILES) $(COMPONENTIZE_PY)
 	@mkdir -p $(EXAMPLES_OUT)
-	$(COMPONENTIZE_PY) --quiet -d wit -w sink-plugin componentize -p $(PY_SLACK) app -o $@
+	$(COMPONENTIZE_PY) --quiet -d wit -w sink-plugin componentize -p $(PY_SLACK) -p $(PY_SDK) app -o $@
+
+$(TEST_PLUGIN_DIR)/py-%.wasm: tests/plugins/py-%/app.py $(WIT_FILES) $(COMPONENTIZE_PY)
+	@mkdir -p $(TEST_PLUGIN_DIR)
+	$(COMPONENTIZE_PY) --quiet -d wit -w sink-plugin componentize -p tests/plugins/py-$* app -o $@
+
+# The helper's unit tests, natively; test_sinkhost.py generates the bindings it needs.
+.PHONY: test-python-sdk
+test-python-sdk: $(COMPONENTIZE_PY)
+	PYTHONDONTWRITEBYTECODE=1 $(VENV)/bin/python -m unittest discover -s $(PY_SDK)
 
 # Foreground sinkhost; NATS (port 4222, data in .run/nats) and the dev receiver
 # (port 8091, output in .run/receiver.log) run in the background until it stops.
@@ -126,7 +175,7 @@ run: setup build
 # Two runs, not one `--workspace` run: the guest crates enable features of
 # shared dependencies (digest, indexmap, ...) that would make cargo rebuild
 # wasmtime for the tests; this way the host's tests reuse `make host`'s build.
-test: setup lint build examples dist
+test: setup lint build examples dist test-js-sdk test-python-sdk
 	$(CARGO) test --release -p sinkhost
 	$(CARGO) test --release -p sinkhost-sdk -p sinkhost-trace-context $(addprefix -p ,$(PLUGINS) $(TEST_PLUGINS))
 

@@ -5,33 +5,23 @@ with Block Kit blocks (a header, the order's fields, the message id as context);
 `text` is the notification fallback. A payload that is not JSON but is UTF-8 text
 is posted as a plain-text message; one that is not text at all is rejected.
 
-Built with componentize-py (see ../README.md): the host provides `http.send` and
-`log.log`, everything else is plain Python.
+Built with componentize-py (see ../README.md) together with the Python helper
+`sdk/python/sinkhost.py`, which checks the request, forwards the trace context
+and decides the outcome; the host provides `http.send` and `log.log`.
 """
 
 import json
-import re
-import time
-from email.utils import parsedate_to_datetime
 
+import sinkhost
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import http, log
-from wit_world.imports.types import (
-    Message,
-    Outcome,
-    Outcome_Delivered,
-    Outcome_Reject,
-    Outcome_Retry,
-)
+from wit_world.imports.types import Message, Outcome, Outcome_Reject, Outcome_Retry
 
 KNOWN_SETTINGS = ("fields",)
 OWN_HEADERS = ("content-type", "idempotency-key")
 # Block Kit limits: a section holds at most 10 fields of at most 2000 characters.
 MAX_FIELDS = 10
 MAX_FIELD_CHARS = 2000
-# A W3C `traceparent` (version 00); an invalid one must not be forwarded.
-TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 class Config:
@@ -43,45 +33,16 @@ class Config:
         self.fields = fields
 
 
-def invalid(message: str) -> Err:
-    """`init` failures are `result::err(string)`: raise `Err`, never another exception."""
-    return Err(f"python-slack: {message}")
-
-
 def parse_config(text: str) -> Config:
-    try:
-        raw = json.loads(text)
-    except ValueError as err:
-        raise invalid(f"config is not JSON: {err}") from None
-    if not isinstance(raw, dict):
-        raise invalid("config is not a JSON object")
-    webhook = raw.get("webhook")
-    if not isinstance(webhook, dict):
-        raise invalid("`webhook` is missing")
-    url = webhook.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise invalid("`webhook.url` must be an http:// or https:// URL")
-    configured = webhook.get("headers") or {}
-    if not isinstance(configured, dict):
-        raise invalid("`webhook.headers` must be a map of strings")
-    headers = []
-    for name, value in configured.items():
-        if not isinstance(value, str):
-            raise invalid(f"`webhook.headers.{name}` must be a string")
-        if name.lower() not in OWN_HEADERS:
-            headers.append((name, value))
-    settings = raw.get("settings") or {}
-    if not isinstance(settings, dict):
-        raise invalid("`settings` must be a map")
-    unknown = sorted(set(settings) - set(KNOWN_SETTINGS))
-    if unknown:
-        raise invalid(f"unknown setting `{unknown[0]}` (known: {', '.join(KNOWN_SETTINGS)})")
-    fields = settings.get("fields")
+    """`init` failures are `result::err(string)`: `Err` is raised, never another exception."""
+    config = sinkhost.parse_config(text, KNOWN_SETTINGS, plugin="python-slack")
+    fields = config.settings.get("fields")
     if fields is not None and not (
         isinstance(fields, list) and all(isinstance(f, str) for f in fields)
     ):
-        raise invalid("`settings.fields` must be a list of payload field names")
-    return Config(url, headers, fields)
+        raise Err("python-slack: `settings.fields` must be a list of payload field names")
+    headers = [(name, value) for name, value in config.headers if name.lower() not in OWN_HEADERS]
+    return Config(config.url, headers, fields)
 
 
 def escape(text: str) -> str:
@@ -118,49 +79,6 @@ def text_message(subject: str, text: str) -> dict:
     return {"text": f"{escape(subject)}: {escape(text)}"}
 
 
-def retry_after_ms(headers: list[tuple[str, str]]) -> int | None:
-    """`Retry-After` (delta-seconds or an HTTP date) in milliseconds, if present."""
-    value = next((v.strip() for k, v in headers if k == "retry-after"), None)
-    if value is None:
-        return None
-    if value.isdigit():
-        return int(value) * 1000
-    try:
-        at = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0, int((at - time.time()) * 1000))
-
-
-def trace_context(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The message's `traceparent`/`tracestate` headers, when its traceparent is valid."""
-    parent = next((v for k, v in headers if k.lower() == "traceparent"), "")
-    if not TRACEPARENT.fullmatch(parent):
-        return []
-    return [(k, v) for k, v in headers if k.lower() in ("traceparent", "tracestate")]
-
-
-def classify(response: http.Response, msg: Message) -> Outcome:
-    """What the destination's status means for the message."""
-    status = response.status
-    if 200 <= status < 300:
-        return Outcome_Delivered()
-    log.log(log.Level.WARN, f"Slack webhook answered HTTP {status} (attempt {msg.attempt}/{msg.max_attempts})")
-    if status == 429 or status >= 500:
-        return Outcome_Retry(retry_after_ms(response.headers))
-    return Outcome_Reject(f"Slack webhook answered HTTP {status}")
-
-
-def classify_error(error: http.HttpError) -> Outcome:
-    """A failed `http.send`: the host refused (denied) never heals, the rest may."""
-    detail = f": {error.value}" if getattr(error, "value", None) else ""
-    kind = type(error).__name__.removeprefix("HttpError_").lower()
-    log.log(log.Level.WARN, f"Slack webhook not reached: {kind}{detail}")
-    if isinstance(error, http.HttpError_Denied):
-        return Outcome_Reject(f"the host denied the request{detail}")
-    return Outcome_Retry(None)
-
-
 class Sink(exports.Sink):
     config: Config | None = None
 
@@ -185,19 +103,13 @@ class Sink(exports.Sink):
             body = order_message(msg.subject, order, msg.id, config.fields)
         else:
             body = text_message(msg.subject, text)
-        request = http.Request(
-            method=http.Method_Post(),
-            url=config.url,
-            headers=[
-                *config.headers,
-                ("Content-Type", "application/json"),
-                ("Idempotency-Key", msg.id),
-                *trace_context(msg.headers),
-            ],
-            body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        request = sinkhost.request(
+            "POST",
+            config.url,
+            headers=[*config.headers, ("Content-Type", "application/json"), ("Idempotency-Key", msg.id)],
+            body=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
         )
-        try:
-            response = http.send(request)
-        except Err as err:
-            return classify_error(err.value)
-        return classify(response, msg)
+        # With the message's trace context; 2xx delivered, 408/425/429/5xx and
+        # network errors retried (after Retry-After), other statuses and a
+        # request the host denies rejected, all but delivered logged.
+        return sinkhost.deliver(msg, request, destination="Slack webhook")

@@ -1,54 +1,45 @@
-"""A sinkhost sink plugin in Python: POSTs each message as JSON to `webhook.url`
-with the configured headers.
+"""{{name}}: a sinkhost sink plugin in Python. POSTs each message to `webhook.url`
+as the standard JSON envelope, with the configured headers.
 
-Build: pip install -r requirements.txt
-       componentize-py -d wit -w sink-plugin componentize app -o {{name}}.wasm
-Try:   sinkhost plugin test ./{{name}}.wasm --subject order.completed --payload order.json --dry-run
+Build (in a venv: PEP 668 systems refuse a bare `pip install`):
+    python3 -m venv .venv && .venv/bin/pip install -r requirements.txt
+    .venv/bin/componentize-py -d wit -w sink-plugin componentize app -o {{name}}.wasm
+Try:
+    sinkhost plugin test ./{{name}}.wasm --subject order.completed --payload order.json --dry-run
+
+`sinkhost.py` (next to this file) checks requests, decides outcomes and builds
+the envelope; its docstrings say how. It and `wit/` are bundled by
+componentize-py; keep them in this folder.
 """
 
-import json
-
-from componentize_py_types import Err
+import sinkhost
 from wit_world import exports
-from wit_world.imports import http, log
-from wit_world.imports.types import Message, Outcome, Outcome_Delivered, Outcome_Reject, Outcome_Retry
+from wit_world.imports.types import Message, Outcome
+
+# The keys `settings:` may have; any other fails `sinkhost check`.
+KNOWN_SETTINGS = ()
 
 
 class Sink(exports.Sink):
+    # On the class, not the instance: `deliver` may not run on the object `init` ran on.
     url: str = ""
     headers: list[tuple[str, str]] = []
 
     def init(self, config: str) -> None:
-        # init returns result<_, string>: raise Err(str), never another exception.
-        raw = json.loads(config)
-        url = (raw.get("webhook") or {}).get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise Err("webhook.url must be an http(s) URL")
-        for key in raw.get("settings") or {}:
-            raise Err(f"unknown setting {key}")
-        Sink.url = url
-        Sink.headers = list((raw["webhook"].get("headers") or {}).items())
+        # Raises componentize_py_types.Err (an init error, never a trap) for a
+        # non-http(s) webhook.url, a header that is not a string, an unknown setting.
+        parsed = sinkhost.parse_config(config, KNOWN_SETTINGS, plugin="{{name}}")
+        Sink.url = parsed.url
+        Sink.headers = parsed.headers
 
     def deliver(self, msg: Message) -> Outcome:
-        try:
-            data = json.loads(bytes(msg.payload).decode("utf-8"))
-        except ValueError:
-            return Outcome_Reject("payload is not JSON")
-        body = json.dumps({"subject": msg.subject, "data": data, "message_id": msg.id})
-        request = http.Request(
-            method=http.Method_Post(),
-            url=Sink.url,
-            headers=Sink.headers + [("Content-Type", "application/json"), ("Idempotency-Key", msg.id)],
-            body=body.encode(),
+        request = sinkhost.request(
+            "POST",
+            Sink.url,
+            headers=[*Sink.headers, ("Content-Type", "application/json"), ("Idempotency-Key", msg.id)],
+            body=sinkhost.envelope(msg),
         )
-        try:
-            response = http.send(request)
-        except Err as err:
-            # err.value is the typed http-error: denied never heals, the rest may.
-            log.log(log.Level.WARN, f"not sent: {err.value}")
-            if isinstance(err.value, http.HttpError_Denied):
-                return Outcome_Reject("denied by the host")
-            return Outcome_Retry(None)
-        if 200 <= response.status < 300:
-            return Outcome_Delivered()
-        return Outcome_Retry(None)
+        # Sends it with the message's traceparent/tracestate. 2xx: delivered;
+        # 408, 425, 429, 5xx, timeout, connect errors: retry (after Retry-After);
+        # any other status or a request the host denies: reject. Logs all but delivered.
+        return sinkhost.deliver(msg, request)

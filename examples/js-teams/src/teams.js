@@ -3,16 +3,22 @@
 // (Workflows "post to a channel when a webhook request is received", or any
 // endpoint that takes the same `{"type":"message","attachments":[...]}` body).
 //
-// Built with componentize-js (see ../README.md); the host provides `http.send`
-// and `log.log`, everything else is plain JavaScript.
+// Built with componentize-js (see ../README.md). sdk/js/sinkhost.js, the helper
+// `sinkhost plugin new --lang js` copies into a project, checks the request,
+// forwards the trace context and decides the outcome: 2xx delivered; 408, 425,
+// 429 and 5xx retried after Retry-After; any other status rejected (`... answered
+// HTTP 400: ...`); `denied` rejected, the other http errors retried. The build
+// runs from the repository root so that componentize-js can read the helper.
 
-import { send } from 'sinkhost:plugin/http@0.1.0';
-import { log } from 'sinkhost:plugin/log@0.1.0';
+import { outcome, send, traceContext } from '../../../sdk/js/sinkhost.js';
 
 const SETTINGS = new Set(['facts']);
 const OWN_HEADERS = new Set(['content-type', 'idempotency-key']);
 
-/** Set by `init`: where to POST and what to send along. */
+/**
+ * Set by `init`: where to POST and what to send along.
+ * @type {{url: string, headers: Array<[string, string]>, facts: string[] | null} | null}
+ */
 let config = null;
 
 /** `init` failures are `result::err(string)`: throw the string, never an Error. */
@@ -52,6 +58,7 @@ function parseConfig(text) {
       invalid(`unknown setting \`${key}\` (known: ${[...SETTINGS].join(', ')})`);
     }
   }
+  /** @type {string[] | null} */
   let facts = null;
   if (settings.facts !== undefined) {
     const ok =
@@ -97,48 +104,6 @@ function card(subject, order, id, facts) {
   };
 }
 
-/** `Retry-After` (delta-seconds or an HTTP date) in milliseconds, if present. */
-function retryAfterMs(headers) {
-  const found = headers.find(([name]) => name === 'retry-after');
-  if (!found) return undefined;
-  const value = found[1].trim();
-  if (/^\d+$/.test(value)) return BigInt(value) * 1000n;
-  const at = Date.parse(value);
-  if (Number.isNaN(at)) return undefined;
-  return BigInt(Math.max(0, at - Date.now()));
-}
-
-/** A W3C `traceparent` (version 00); an invalid one must not be forwarded. */
-const TRACEPARENT = /^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
-
-/** The message's `traceparent`/`tracestate` headers, when its traceparent is valid. */
-function traceContext(headers) {
-  const parent = headers.find(([name]) => name.toLowerCase() === 'traceparent')?.[1] ?? '';
-  return TRACEPARENT.test(parent) ? headers.filter(([name]) => /^trace(parent|state)$/i.test(name)) : [];
-}
-
-/** What a destination's status means for the message. */
-function classify(response, msg) {
-  const status = response.status;
-  if (status >= 200 && status < 300) return { tag: 'delivered' };
-  log('warn', `Teams webhook answered HTTP ${status} (attempt ${msg.attempt}/${msg.maxAttempts})`);
-  if (status === 429 || status >= 500) {
-    return { tag: 'retry', val: retryAfterMs(response.headers) };
-  }
-  return { tag: 'reject', val: `Teams webhook answered HTTP ${status}` };
-}
-
-/** A failed `http.send`: the host refused (denied) never heals, the rest may. */
-function classifyError(err) {
-  const error = err?.payload ?? err;
-  const detail = error?.val === undefined ? '' : `: ${error.val}`;
-  log('warn', `Teams webhook not reached: ${error?.tag ?? error}${detail}`);
-  if (error?.tag === 'denied') {
-    return { tag: 'reject', val: `the host denied the request${detail}` };
-  }
-  return { tag: 'retry', val: undefined };
-}
-
 export const sink = {
   init(text) {
     config = parseConfig(text);
@@ -157,24 +122,17 @@ export const sink = {
     }
     if (!isObject(order)) return { tag: 'reject', val: 'payload is not a JSON object' };
 
-    const body = JSON.stringify(card(msg.subject, order, msg.id, config.facts));
-    const request = {
-      method: { tag: 'post' },
+    const sent = send({
+      method: 'POST',
       url: config.url,
       headers: [
         ...config.headers,
         ['Content-Type', 'application/json'],
         ['Idempotency-Key', msg.id],
-        ...traceContext(msg.headers),
+        ...traceContext(msg),
       ],
-      body: new TextEncoder().encode(body),
-    };
-    let response;
-    try {
-      response = send(request);
-    } catch (err) {
-      return classifyError(err);
-    }
-    return classify(response, msg);
+      body: JSON.stringify(card(msg.subject, order, msg.id, config.facts)),
+    });
+    return outcome(sent, msg);
   },
 };

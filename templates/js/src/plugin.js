@@ -1,50 +1,71 @@
-// A sinkhost sink plugin in JavaScript: POSTs each message as JSON to
-// `webhook.url` with the configured headers.
+// A sinkhost sink plugin in JavaScript: POSTs each message as the standard JSON
+// envelope to `webhook.url`, with the configured headers, the message id as
+// `Idempotency-Key` and the producer's trace context.
 //
 // Build: npm install && npm run build   (writes the component next to package.json)
 // Try:   sinkhost plugin test ./<name>.wasm --subject order.completed --payload order.json --dry-run
+//
+// src/sinkhost.js is the helper (its types: src/sinkhost.d.ts, the WIT's:
+// src/types/). It checks every request loudly and decides outcomes: 2xx
+// delivered; 408, 425, 429 and 5xx retried after Retry-After; any other status
+// rejected; of the errors that leave no response, `denied` rejected and the
+// rest retried.
 
-import { send } from 'sinkhost:plugin/http@0.1.0';
-import { log } from 'sinkhost:plugin/log@0.1.0';
+import { envelope, outcome, send, traceContext } from './sinkhost.js';
 
-let config = null;
+/** @type {string[]} The settings this plugin takes: none yet. Add yours, and read them in parseConfig. */
+const SETTINGS = [];
 
+/** Set by `init`: where to POST and what to send along. */
+let config = { url: '', headers: /** @type {Array<[string, string]>} */ ([]) };
+
+/**
+ * The webhook to POST to, from `init`'s config. Throws a string for what the
+ * operator must fix: `init` passes it on as its error.
+ * @param {string} text
+ */
+function parseConfig(text) {
+  const raw = JSON.parse(text);
+  const url = raw.webhook?.url;
+  if (typeof url !== 'string' || !/^https?:\/\/[^/?#]/i.test(url)) {
+    throw '`webhook.url` must be an http:// or https:// URL';
+  }
+  const headers = raw.webhook.headers ?? {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value !== 'string') throw `\`webhook.headers.${name}\` must be a string`;
+  }
+  for (const key of Object.keys(raw.settings ?? {})) {
+    if (!SETTINGS.includes(key)) throw `unknown setting \`${key}\` (known: ${SETTINGS.join(', ') || 'none'})`;
+  }
+  return { url, headers: Object.entries(headers) };
+}
+
+/** @type {typeof import('sinkhost:plugin/sink@0.1.0')} */
 export const sink = {
-  // An error is thrown as a string: `init` returns result<_, string>.
+  // `init` reports an error by throwing a string (result::err). An Error thrown
+  // out of it would trap, and componentize-js would log "expected a string,
+  // received [object]" instead of its message: so it becomes the error too.
   init(text) {
-    const raw = JSON.parse(text);
-    const url = raw.webhook?.url;
-    if (typeof url !== 'string' || !/^https?:\/\//.test(url)) {
-      throw 'webhook.url must be an http(s) URL';
+    try {
+      config = parseConfig(text);
+    } catch (err) {
+      if (typeof err === 'string') throw err;
+      throw `${err}${err instanceof Error ? ` at ${err.stack?.split('\n')[0]}` : ''}`;
     }
-    const settings = raw.settings ?? {};
-    for (const key of Object.keys(settings)) throw `unknown setting ${key}`;
-    config = { url, headers: Object.entries(raw.webhook.headers ?? {}) };
   },
 
   deliver(msg) {
-    let data;
-    try {
-      data = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(msg.payload));
-    } catch {
-      return { tag: 'reject', val: 'payload is not JSON' };
-    }
-    const body = JSON.stringify({ subject: msg.subject, data, message_id: msg.id });
-    let response;
-    try {
-      response = send({
-        method: { tag: 'post' },
-        url: config.url,
-        headers: [...config.headers, ['Content-Type', 'application/json'], ['Idempotency-Key', msg.id]],
-        body: new TextEncoder().encode(body),
-      });
-    } catch (err) {
-      // err.payload is the typed http-error: denied never heals, the rest may.
-      const error = err?.payload ?? err;
-      log('warn', `not sent: ${error?.tag}`);
-      return error?.tag === 'denied' ? { tag: 'reject', val: 'denied by the host' } : { tag: 'retry', val: undefined };
-    }
-    if (response.status >= 200 && response.status < 300) return { tag: 'delivered' };
-    return { tag: 'retry', val: undefined };
+    const sent = send({
+      method: 'POST',
+      url: config.url,
+      headers: [
+        ...config.headers,
+        ['Content-Type', 'application/json'],
+        ['Idempotency-Key', msg.id],
+        ...traceContext(msg),
+      ],
+      body: envelope(msg),
+    });
+    return outcome(sent, msg);
   },
 };
