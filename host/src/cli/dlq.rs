@@ -81,9 +81,8 @@ async fn list(
     let stream = match stream {
         Some(stream) => stream,
         None => config
-            .load()?
-            .stream
-            .map(|s| s.name)
+            .source()
+            .stream_name()?
             .context("config.d has no `stream:` block; name the stream with --stream")?,
     };
     let js = async_nats::jetstream::new(nats.connect().await?);
