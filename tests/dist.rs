@@ -2,7 +2,10 @@
 //! and run from there, with no `SINKHOST_PLUGIN_DIR`, its `sinkhost` must find the
 //! built-in plugins it ships beside itself: `check` accepts the shipped config.d,
 //! and `run` on that config.d delivers through all three built-in plugins to a real
-//! receiver via a real nats-server. `make test` builds the tarball first.
+//! receiver via a real nats-server; and `plugin new` in each language writes a
+//! project that builds with that language's toolchain against what the tarball
+//! ships alone and passes `plugin conformance`. `make test` builds the tarball
+//! first.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -140,7 +143,31 @@ fn tarball_holds_the_binary_the_built_in_plugins_config_d_and_the_systemd_unit()
     .map(String::from)
     .collect();
     expected.extend(repo_config_files().iter().map(|n| format!("config.d/{n}")));
-    assert_eq!(unpacked.files(), expected);
+    let (sdk, rest): (BTreeSet<String>, BTreeSet<String>) = unpacked
+        .files()
+        .into_iter()
+        .partition(|f| f.starts_with("share/sinkhost/"));
+    assert_eq!(rest, expected);
+    // What plugin authors build against, the WIT as the repository has it.
+    for file in [
+        "share/sinkhost/sinkhost-sdk/Cargo.toml",
+        "share/sinkhost/sinkhost-sdk/src/lib.rs",
+        "share/sinkhost/sinkhost-trace-context/Cargo.toml",
+        "share/sinkhost/sinkhost-trace-context/src/lib.rs",
+        "share/sinkhost/js/sinkhost.js",
+        "share/sinkhost/js/sinkhost.d.ts",
+        "share/sinkhost/js/types/sink-plugin.d.ts",
+        "share/sinkhost/python/sinkhost.py",
+    ] {
+        assert!(sdk.contains(file), "{file} is not in the tarball: {sdk:?}");
+    }
+    for wit in ["types", "http", "log", "sink"] {
+        assert_eq!(
+            std::fs::read(unpacked.root.join(format!("share/sinkhost/wit/{wit}.wit"))).unwrap(),
+            std::fs::read(workspace_root().join(format!("wit/{wit}.wit"))).unwrap(),
+            "share/sinkhost/wit/{wit}.wit differs from the repository's"
+        );
+    }
 
     let mode = std::fs::metadata(unpacked.root.join("bin/sinkhost"))
         .expect("bin/sinkhost")
@@ -282,4 +309,172 @@ async fn unpacked_run_delivers_through_every_built_in_plugin() {
             Some("Bearer dist-backend-secret")
         );
     }
+}
+
+/// `plugin new NAME --lang LANG` with the unpacked binary in an empty folder,
+/// the build commands its "next" lines print (run in the project, with
+/// `env`), then `plugin conformance` on the component: every check passes.
+async fn plugin_new_builds_and_conforms(
+    lang: &str,
+    build: &[&[&str]],
+    wasm: impl Fn(&Path) -> PathBuf,
+    env: &[(&str, String)],
+) {
+    let unpacked = Unpacked::new();
+    let sinkhost = unpacked.sinkhost();
+    let parent = TempDir::new().unwrap();
+    let name = format!("my-{lang}-sink");
+    let dir = parent.path().to_str().unwrap();
+    let out = sinkhost
+        .cli(
+            &["plugin", "new", &name, "--lang", lang, "--dir", dir],
+            "nats://unused:1",
+            &[],
+            WAIT,
+        )
+        .await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("\nnext:\n"), "{}", out.stdout);
+    let project = parent.path().join(&name);
+    if lang == "rust" {
+        let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains(r#"sinkhost-sdk = { path = "vendor/sinkhost-sdk" }"#),
+            "{manifest}"
+        );
+    }
+    for command in build {
+        // `.venv/bin/pip` and the like: the project's own.
+        let program = match command[0] {
+            local if local.starts_with(".venv/") => project.join(local),
+            program => PathBuf::from(program),
+        };
+        let output = tokio::process::Command::new(program)
+            .args(&command[1..])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .current_dir(&project)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+        assert!(
+            output.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let wasm = wasm(&project);
+    let out = sinkhost
+        .cli(
+            &["plugin", "conformance", wasm.to_str().unwrap()],
+            "nats://unused:1",
+            &[],
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        out.stdout
+            .ends_with("passed: 12 checks, 0 failed, 0 advice (not required)\n"),
+        "{}",
+        out.stdout
+    );
+    let dry_run = sinkhost
+        .cli(
+            &[
+                "plugin",
+                "test",
+                wasm.to_str().unwrap(),
+                "--subject",
+                "order.completed",
+                "--payload",
+                project.join("order.json").to_str().unwrap(),
+                "--respond",
+                "404",
+            ],
+            "nats://unused:1",
+            &[],
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(dry_run.status.code(), Some(1), "{dry_run:?}");
+    assert!(
+        dry_run.stdout.contains(r#""order_id":42"#) || dry_run.stdout.contains(r#""order_id": 42"#),
+        "{}",
+        dry_run.stdout
+    );
+    assert!(
+        dry_run.stdout.contains("\nhost: dead-letter: rejected: "),
+        "{}",
+        dry_run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_new_rust_builds_from_the_tarball_alone_and_conforms() {
+    // A target dir under the workspace's keeps re-runs incremental.
+    let target = workspace_root().join("target/scaffold-test");
+    plugin_new_builds_and_conforms(
+        "rust",
+        &[&[
+            env!("CARGO"),
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ]],
+        |_| target.join("wasm32-wasip2/release/my_rust_sink.wasm"),
+        &[("CARGO_TARGET_DIR", target.display().to_string())],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_new_js_builds_from_the_tarball_alone_and_conforms() {
+    plugin_new_builds_and_conforms(
+        "js",
+        &[
+            &[
+                "npm",
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefer-offline",
+            ],
+            &["npm", "run", "build"],
+        ],
+        |project| project.join("my-js-sink.wasm"),
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_new_python_builds_from_the_tarball_alone_and_conforms() {
+    plugin_new_builds_and_conforms(
+        "python",
+        &[
+            &["python3", "-m", "venv", ".venv"],
+            &[
+                ".venv/bin/pip",
+                "install",
+                "--quiet",
+                "-r",
+                "requirements.txt",
+            ],
+            &[
+                ".venv/bin/componentize-py",
+                "-d",
+                "wit",
+                "-w",
+                "sink-plugin",
+                "componentize",
+                "app",
+                "-o",
+                "my-python-sink.wasm",
+            ],
+        ],
+        |project| project.join("my-python-sink.wasm"),
+        &[],
+    )
+    .await;
 }

@@ -8,6 +8,14 @@
 //! one request with [`http::send`]. [`export_sink!`] wires the type to the
 //! component's exports. Depend on this crate alone, not on `wit-bindgen`.
 //!
+//! # Getting the crate
+//!
+//! It is on no registry. A release tarball ships it in `share/sinkhost/`
+//! (`sinkhost-sdk/`, the `sinkhost-trace-context/` crate it uses and the
+//! `wit/` it is built from), and `sinkhost plugin new NAME` copies those three
+//! into the new project's `vendor/`, so the project builds on its own (copy
+//! them by hand for an existing project).
+//!
 //! # A complete plugin
 //!
 //! `Cargo.toml`:
@@ -22,7 +30,9 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! sinkhost-sdk = "0.1"
+//! sinkhost-sdk = { path = "vendor/sinkhost-sdk" }
+//!
+//! [workspace]
 //! ```
 //!
 //! `src/lib.rs`:
