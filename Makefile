@@ -162,6 +162,23 @@ $(TEST_PLUGIN_DIR)/py-%.wasm: tests/plugins/py-%/app.py $(WIT_FILES) $(COMPONENT
 test-python-sdk: $(COMPONENTIZE_PY)
 	PYTHONDONTWRITEBYTECODE=1 $(VENV)/bin/python -m unittest discover -s $(PY_SDK)
 
+# The alerting rules: valid, and each rule's promtool unit test passes.
+# promtool (and the prometheus server tests/alerts.rs runs) come from Debian's
+# `prometheus` package, installed here when missing; without apt-get this
+# says so and skips (tests/alerts.rs then skips too).
+PROM_RULES := packaging/prometheus
+.PHONY: prometheus test-alert-rules
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then apt-get install -y -qq prometheus >/dev/null; \
+	  elif command -v apt-get >/dev/null && command -v sudo >/dev/null; then sudo apt-get install -y -qq prometheus >/dev/null; \
+	  else echo "SKIPPED: no promtool and no apt-get to install Debian's prometheus: alert rules untested"; fi; }
+
+test-alert-rules: prometheus
+	@if command -v promtool >/dev/null; then \
+	  promtool check rules $(PROM_RULES)/sinkhost.rules.yml && \
+	  (cd $(PROM_RULES) && promtool test rules sinkhost.rules.test.yml); fi
+
 # Foreground sinkhost; NATS (port 4222, data in .run/nats) and the dev receiver
 # (port 8091, output in .run/receiver.log) run in the background until it stops.
 run: setup build
@@ -175,7 +192,7 @@ run: setup build
 # Two runs, not one `--workspace` run: the guest crates enable features of
 # shared dependencies (digest, indexmap, ...) that would make cargo rebuild
 # wasmtime for the tests; this way the host's tests reuse `make host`'s build.
-test: setup lint build examples dist test-js-sdk test-python-sdk
+test: setup lint build examples dist test-js-sdk test-python-sdk test-alert-rules
 	$(CARGO) test --release -p sinkhost
 	$(CARGO) test --release -p sinkhost-sdk -p sinkhost-trace-context $(addprefix -p ,$(PLUGINS) $(TEST_PLUGINS))
 
