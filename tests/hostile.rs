@@ -474,37 +474,9 @@ async fn a_panic_in_init_is_shown() {
 /// `plugin test` shows what the plugin printed, without `SINKHOST_LOG`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_test_shows_the_guests_output() {
-    let wasm = hostile_plugin();
-    let dir = ConfigDir::new().file("p.json", "{}");
-    let payload = dir.path().join("p.json");
-    let out = sinkhost_cli(
-        &[
-            "plugin",
-            "test",
-            &wasm,
-            "--subject",
-            "order.completed",
-            "--payload",
-            payload.to_str().expect("a UTF-8 path"),
-            "--settings",
-            r#"{"mode": "stdio"}"#,
-            "--id",
-            "shown-1",
-            "--dry-run",
-        ],
-        "nats://unused:1",
-        &[],
-        WAIT,
-    )
-    .await;
+    let out = plugin_test("hostile", r#"{"mode": "stdio"}"#, &["--id", "shown-1"]).await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    for line in ["to stdout: shown-1", "to stderr: shown-1"] {
-        assert!(
-            out.stderr.contains(line),
-            "{line:?} not shown:\n{}",
-            out.stderr
-        );
-    }
+    assert_shown(&out, &["to stdout: shown-1", "to stderr: shown-1"]);
 }
 
 /// 250 MB written to stdout in one call: the per-call line budget holds (100
@@ -644,27 +616,29 @@ fn the_cpu_budget_does_not_count_waits_for_a_busy_thread() {
 }
 
 /// `sinkhost plugin test` of a test plugin (`target/release/test-plugins/NAME.wasm`)
-/// with `settings`, as a dry run.
-async fn plugin_test(name: &str, settings: &str) -> support::CliOutput {
+/// with `settings` and `extra` arguments, as a dry run.
+async fn plugin_test(name: &str, settings: &str, extra: &[&str]) -> support::CliOutput {
     let wasm = support::workspace_root().join(format!("target/release/test-plugins/{name}.wasm"));
     assert!(
         wasm.is_file(),
         "{} is missing: run `make examples`",
         wasm.display()
     );
+    let mut args = vec![
+        "plugin",
+        "test",
+        wasm.to_str().expect("a UTF-8 path"),
+        "--subject",
+        "order.completed",
+        "--payload",
+        r#"{"order_id": 42}"#,
+        "--settings",
+        settings,
+        "--dry-run",
+    ];
+    args.extend(extra);
     sinkhost_cli(
-        &[
-            "plugin",
-            "test",
-            wasm.to_str().expect("a UTF-8 path"),
-            "--subject",
-            "order.completed",
-            "--payload",
-            r#"{"order_id": 42}"#,
-            "--settings",
-            settings,
-            "--dry-run",
-        ],
+        &args,
         "nats://unused:1",
         &[],
         // A first compile of a JS or Python plugin takes up to half a minute.
@@ -692,7 +666,7 @@ fn assert_shown(out: &support::CliOutput, lines: &[&str]) {
 /// init error, message and all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_exceptions_show_their_message_and_stack() {
-    let out = plugin_test("js-throws", r#"{"throw_in": "deliver"}"#).await;
+    let out = plugin_test("js-throws", r#"{"throw_in": "deliver"}"#, &[]).await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_shown(
         &out,
@@ -710,11 +684,11 @@ async fn js_exceptions_show_their_message_and_stack() {
         out.stdout
     );
 
-    let out = plugin_test("js-throws", r#"{"throw_in": "init"}"#).await;
+    let out = plugin_test("js-throws", r#"{"throw_in": "init"}"#, &[]).await;
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert_shown(&out, &["expected a string, received [object]", "$init@"]);
 
-    let out = plugin_test("js-throws", r#"{"throw_in": "init-string"}"#).await;
+    let out = plugin_test("js-throws", r#"{"throw_in": "init-string"}"#, &[]).await;
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert_shown(
         &out,
@@ -727,7 +701,7 @@ async fn js_exceptions_show_their_message_and_stack() {
 /// and stderr reaches the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_exceptions_show_their_message_and_traceback() {
-    let out = plugin_test("py-throws", r#"{"throw_in": "deliver"}"#).await;
+    let out = plugin_test("py-throws", r#"{"throw_in": "deliver"}"#, &[]).await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_shown(
         &out,
@@ -746,7 +720,7 @@ async fn python_exceptions_show_their_message_and_traceback() {
         out.stdout
     );
 
-    let out = plugin_test("py-throws", r#"{"throw_in": "init"}"#).await;
+    let out = plugin_test("py-throws", r#"{"throw_in": "init"}"#, &[]).await;
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert_shown(
         &out,
