@@ -892,6 +892,144 @@ async fn cluster_node_stopped_mid_flow_loses_nothing() {
     assert!(dups <= 2 * MAX_CONCURRENCY, "{dups} duplicates");
 }
 
+/// `stream.replicas: 3` in config.d on a three-node cluster: sinkhost creates
+/// the stream, its dead-letter stream and its KV buckets with three replicas;
+/// with the dead-letter stream's leader node stopped, nothing is lost,
+/// messages that cannot be delivered are still dead-lettered, and `dlq list`
+/// reads every dead letter from the nodes left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_streams_from_config_d_survive_a_stopped_node() {
+    let n = scaled(400);
+    let cluster = NatsCluster::start(3);
+    let js = cluster.jetstream().await;
+    // Wait until the cluster can place an R3 stream; config.d makes the real ones.
+    cluster
+        .create_stream(
+            &js,
+            stream::Config {
+                name: "r3_ready".to_owned(),
+                subjects: vec!["r3ready.>".to_owned()],
+                num_replicas: 3,
+                ..Default::default()
+            },
+            WAIT,
+        )
+        .await;
+    js.delete_stream("r3_ready")
+        .await
+        .expect("deleting r3_ready");
+    let receiver = Receiver::ok().await;
+    let refusing = Receiver::status(422).await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "stream:\n  name: r3_s\n  subjects: [r3.>]\n  max_age: 1h\n  replicas: 3\nsubscriptions:\n{}{}",
+            sub_yaml("r3ok", "r3.ok.>", &receiver.url("/h"), FAST_REDELIVERY),
+            sub_yaml(
+                "r3dead",
+                "r3.dead.>",
+                &refusing.url("/h"),
+                "settings: {reject_status: [422]}"
+            ),
+        ),
+    );
+    let host = Host::start(config.path(), &cluster.urls(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let info = |name: &'static str| {
+        let js = js.clone();
+        async move {
+            js.get_stream(name)
+                .await
+                .unwrap_or_else(|e| panic!("stream {name}: {e}"))
+                .info()
+                .await
+                .unwrap_or_else(|e| panic!("stream {name}: {e}"))
+                .clone()
+        }
+    };
+    for name in [
+        "r3_s",
+        "r3_s_dlq",
+        "KV_sinkhost_attempt_counts",
+        "KV_sinkhost_destinations",
+    ] {
+        assert_eq!(info(name).await.config.num_replicas, 3, "{name}");
+    }
+
+    let before = ids("r3", 0..n / 2);
+    let after = ids("r3", n / 2..n);
+    publish_all(&js, "r3.ok.order", &before).await;
+    for i in 0..3 {
+        publish(&js, &format!("r3.dead.{i}"), "{}", &[]).await;
+    }
+    receiver.wait_for(n / 2, drain_time(n)).await;
+    wait_for_stream_messages(&js, "r3_s_dlq", 3, WAIT).await;
+
+    let leader = info("r3_s_dlq")
+        .await
+        .cluster
+        .and_then(|cluster| cluster.leader)
+        .expect("the R3 dead-letter stream has a leader");
+    tokio::task::block_in_place(|| cluster.node(&leader).stop());
+    publish_retrying(&js, "r3.ok.order", &after).await;
+    for i in 3..6 {
+        let id = format!("r3-dead-{i}");
+        publish_retrying(&js, &format!("r3.dead.{i}"), std::slice::from_ref(&id)).await;
+    }
+    let expected: Vec<String> = before.iter().chain(&after).cloned().collect();
+    wait_all_arrived(&receiver, &expected, drain_time(n)).await;
+    let dead = wait_for_stream_messages(&js, "r3_s_dlq", 6, WAIT).await;
+    assert_eq!(dead.len(), 6);
+    assert_eq!(host.exit_status(), None, "sinkhost exited");
+
+    let dir = config.path().to_str().expect("a UTF-8 path");
+    let listed = support::sinkhost_cli(
+        &["dlq", "list", "--config-dir", dir, "--json"],
+        &cluster.urls(),
+        &[],
+        WAIT,
+    )
+    .await;
+    assert!(listed.status.success(), "{listed:?}");
+    assert_eq!(
+        listed.stdout.lines().count(),
+        6,
+        "dead letters listed with {leader} stopped:\n{}",
+        listed.stdout
+    );
+    assert!(
+        listed
+            .stdout
+            .lines()
+            .all(|l| l.contains("\"subscription\":\"r3dead\"")),
+        "{}",
+        listed.stdout
+    );
+}
+
+/// `replicas: 3` on a single server, which cannot hold them: the start fails
+/// with the file, the stream and what NATS said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_a_server_cannot_hold_fail_the_start_clearly() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::ok().await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "stream:\n  name: r3_single_s\n  subjects: [one.>]\n  replicas: 3\nsubscriptions:\n{}",
+            sub_yaml("one", "one.>", &receiver.url("/h"), "")
+        ),
+    );
+    let host = Host::spawn(config.path(), &nats.url(), &[]);
+    let status = host.wait_exit(WAIT).await;
+    let logs = host.logs().join("\n");
+    assert_ne!(status.code(), Some(0), "{logs}");
+    assert!(
+        logs.contains("10.yml:1: stream r3_single_s: creating stream r3_single_s (replicas 3): "),
+        "{logs}"
+    );
+}
+
 // ---------------------------------------------------------------- soak only
 
 /// Three SIGKILLs during one long backlog (`make soak`): still everything

@@ -28,12 +28,12 @@ pub(crate) const BUCKET: &str = "sinkhost_attempt_counts";
 /// Creates the bucket if it is missing; `None` (logged) if it cannot be had.
 pub(crate) async fn open(
     js: &jetstream::Context,
-    storage: jetstream::stream::StorageType,
+    placement: super::setup::Placement,
 ) -> Option<kv::Store> {
     // A record outlives the longest `dead_letter_after` by a day.
     let max_age = MAX_DEAD_LETTER_AFTER + Duration::from_secs(24 * 3600);
     let description = "sinkhost: attempts spent per message";
-    super::setup::ensure_bucket(js, BUCKET, description, max_age, storage).await
+    super::setup::ensure_bucket(js, BUCKET, description, max_age, placement).await
 }
 
 /// One message's record, as far as this delivery knows it.

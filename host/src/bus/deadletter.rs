@@ -15,6 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::StreamExt;
 
+use super::setup::Placement;
 use crate::config::redact;
 use crate::delivery::message::flatten_headers;
 
@@ -65,27 +66,47 @@ pub enum DeadLetterError {
     Publish(String),
 }
 
-/// Creates `<stream>_dlq` (subjects `dlq.>`, no age limit) if it is missing.
-pub async fn ensure_stream(
+/// Creates `<stream>_dlq` (subjects `dlq.>`, no age limit) if it is missing,
+/// or moves an existing one to `placement`'s replicas.
+pub(crate) async fn ensure_stream(
     js: &jetstream::Context,
     stream: &str,
-    storage: stream::StorageType,
+    placement: Placement,
 ) -> Result<(), DeadLetterError> {
     let name = stream_name(stream);
-    js.get_or_create_stream(stream::Config {
-        name: name.clone(),
-        subjects: vec!["dlq.>".to_owned()],
-        storage,
-        retention: stream::RetentionPolicy::Limits,
-        description: Some(format!("sinkhost dead letters of {stream}")),
-        ..Default::default()
-    })
-    .await
-    .map(drop)
-    .map_err(|e| DeadLetterError::Stream {
-        stream: name,
+    let failed = |e: &dyn std::fmt::Display| DeadLetterError::Stream {
+        stream: name.clone(),
         message: e.to_string(),
-    })
+    };
+    let mut existing = js
+        .get_or_create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec!["dlq.>".to_owned()],
+            storage: placement.storage,
+            num_replicas: placement.replicas,
+            retention: stream::RetentionPolicy::Limits,
+            description: Some(format!("sinkhost dead letters of {stream}")),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| failed(&e))?;
+    let current = existing
+        .info()
+        .await
+        .map_err(|e| failed(&e))?
+        .config
+        .clone();
+    if current.num_replicas != placement.replicas {
+        let from = current.num_replicas;
+        js.update_stream(stream::Config {
+            num_replicas: placement.replicas,
+            ..current
+        })
+        .await
+        .map_err(|e| failed(&format!("replicas {from} -> {}: {e}", placement.replicas)))?;
+        tracing::info!(stream = %name, replicas = placement.replicas, "updated the dead-letter stream's replicas");
+    }
+    Ok(())
 }
 
 /// Where a message came from, for its dead-letter headers.

@@ -45,10 +45,10 @@ pub(crate) fn event_subject(subscription: &str, event: &str) -> String {
 /// be had: each host then probes on its own.
 pub(crate) async fn open(
     js: &jetstream::Context,
-    storage: jetstream::stream::StorageType,
+    placement: super::setup::Placement,
 ) -> Option<kv::Store> {
     let description = "sinkhost: destination state per subscription";
-    super::setup::ensure_bucket(js, BUCKET, description, Duration::ZERO, storage).await
+    super::setup::ensure_bucket(js, BUCKET, description, Duration::ZERO, placement).await
 }
 
 /// The key's value in the shared bucket.

@@ -36,7 +36,7 @@ use crate::ops::metrics;
 use crate::plugin::Sink;
 
 pub(crate) use fetch::consume;
-pub(crate) use setup::{BusError, ensure_consumer, ensure_stream, find_stream, storage_type};
+pub(crate) use setup::{BusError, Placement, ensure_consumer, ensure_stream, find_stream};
 
 /// One subscription, ready to consume.
 pub(crate) struct Subscriber {

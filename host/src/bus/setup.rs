@@ -12,6 +12,25 @@ use async_nats::jetstream::{self, ErrorCode, stream};
 
 use crate::config::{Storage, StreamConfig, Subscription};
 
+/// Where sinkhost's own streams (`<stream>_dlq`) and KV buckets live: on the
+/// main stream's storage, with its replicas unless config.d says
+/// `dead_letter_replicas`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Placement {
+    /// File or memory.
+    pub(crate) storage: stream::StorageType,
+    /// Copies on a cluster.
+    pub(crate) replicas: usize,
+}
+
+impl Placement {
+    /// A single server's default: file storage, one copy.
+    pub(crate) const SINGLE: Placement = Placement {
+        storage: stream::StorageType::File,
+        replicas: 1,
+    };
+}
+
 /// The KV bucket `bucket` (one value per key, kept `max_age`; zero = for
 /// ever): the existing one, else created (another host may create it at the
 /// same time). `None`, logged, when NATS refuses: the callers work without it.
@@ -20,14 +39,15 @@ pub(crate) async fn ensure_bucket(
     bucket: &str,
     description: &str,
     max_age: std::time::Duration,
-    storage: jetstream::stream::StorageType,
+    placement: Placement,
 ) -> Option<jetstream::kv::Store> {
     let config = jetstream::kv::Config {
         bucket: bucket.to_owned(),
         description: description.to_owned(),
         history: 1,
         max_age,
-        storage,
+        storage: placement.storage,
+        num_replicas: placement.replicas,
         ..Default::default()
     };
     if let Ok(store) = js.get_key_value(bucket).await {
@@ -101,11 +121,14 @@ fn nats_error(what: impl Into<String>) -> impl FnOnce(String) -> BusError {
 }
 
 /// Creates the stream when missing, or updates what NATS allows to change
-/// (subjects, max_age); a difference in storage or retention is an error.
+/// (subjects, max_age, replicas when config.d names them); a difference in
+/// storage or retention is an error. Returns where sinkhost's own streams and
+/// buckets go: the stream's storage and replicas as they now are, or
+/// `dead_letter_replicas`.
 pub(crate) async fn ensure_stream(
     js: &jetstream::Context,
     cfg: &StreamConfig,
-) -> Result<(), BusError> {
+) -> Result<Placement, BusError> {
     let storage = storage_type(cfg.storage);
     let wanted = stream::Config {
         name: cfg.name.clone(),
@@ -113,16 +136,25 @@ pub(crate) async fn ensure_stream(
         max_age: cfg.max_age,
         storage,
         retention: stream::RetentionPolicy::Limits,
+        num_replicas: cfg.replicas.unwrap_or(1),
         ..Default::default()
+    };
+    let placement = |replicas: usize| Placement {
+        storage,
+        replicas: cfg.dead_letter_replicas.unwrap_or(replicas),
     };
     let mut existing = match js.get_stream(&cfg.name).await {
         Ok(existing) => existing,
         Err(e) if is_not_found(e.kind()) => {
-            js.create_stream(wanted)
-                .await
-                .map_err(|e| nats_error(format!("creating stream {}", cfg.name))(e.to_string()))?;
-            tracing::info!(stream = %cfg.name, "created stream");
-            return Ok(());
+            let replicas = wanted.num_replicas;
+            js.create_stream(wanted).await.map_err(|e| {
+                nats_error(format!(
+                    "creating stream {} (replicas {replicas})",
+                    cfg.name
+                ))(e.to_string())
+            })?;
+            tracing::info!(stream = %cfg.name, replicas, "created stream");
+            return Ok(placement(replicas));
         }
         Err(e) => {
             return Err(nats_error(format!("looking up stream {}", cfg.name))(
@@ -153,18 +185,27 @@ pub(crate) async fn ensure_stream(
             wanted: wanted.to_lowercase(),
         });
     }
-    if current.subjects != wanted.subjects || current.max_age != wanted.max_age {
+    let replicas = cfg.replicas.unwrap_or(current.num_replicas);
+    if current.subjects != wanted.subjects
+        || current.max_age != wanted.max_age
+        || current.num_replicas != replicas
+    {
+        let from = current.num_replicas;
         let updated = stream::Config {
             subjects: wanted.subjects,
             max_age: wanted.max_age,
+            num_replicas: replicas,
             ..current
         };
-        js.update_stream(updated)
-            .await
-            .map_err(|e| nats_error(format!("updating stream {}", cfg.name))(e.to_string()))?;
-        tracing::info!(stream = %cfg.name, "updated stream subjects/max_age to match config.d");
+        js.update_stream(updated).await.map_err(|e| {
+            nats_error(format!(
+                "updating stream {} (replicas {from} -> {replicas})",
+                cfg.name
+            ))(e.to_string())
+        })?;
+        tracing::info!(stream = %cfg.name, replicas, "updated stream subjects/max_age/replicas to match config.d");
     }
-    Ok(())
+    Ok(placement(replicas))
 }
 
 fn is_not_found(kind: GetStreamErrorKind) -> bool {
@@ -172,7 +213,7 @@ fn is_not_found(kind: GetStreamErrorKind) -> bool {
 }
 
 /// The JetStream storage type for a configured storage.
-pub(crate) fn storage_type(storage: Storage) -> stream::StorageType {
+fn storage_type(storage: Storage) -> stream::StorageType {
     match storage {
         Storage::File => stream::StorageType::File,
         Storage::Memory => stream::StorageType::Memory,

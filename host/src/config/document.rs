@@ -127,11 +127,24 @@ impl<'a> Document<'a> {
         for (index, subject) in raw.subjects.iter().enumerate() {
             self.check_subject(format!("stream.subjects[{index}]"), subject)?;
         }
+        for (key, replicas) in [
+            ("stream.replicas", raw.replicas),
+            ("stream.dead_letter_replicas", raw.dead_letter_replicas),
+        ] {
+            if replicas.is_some_and(|r| !(1..=5).contains(&r)) {
+                return Err(self.invalid(
+                    key.into(),
+                    "must be 1 to 5 (JetStream's limit; 3 or 5 survive losing a node)",
+                ));
+            }
+        }
         Ok(StreamConfig {
             max_age: self.duration("stream.max_age", raw.max_age, Duration::ZERO)?,
             name: raw.name,
             subjects: raw.subjects,
             storage: raw.storage.unwrap_or_default(),
+            replicas: raw.replicas,
+            dead_letter_replicas: raw.dead_letter_replicas,
             origin: self.at("stream"),
         })
     }

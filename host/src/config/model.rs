@@ -51,6 +51,10 @@ pub struct StreamConfig {
     pub max_age: Duration,
     /// `storage: file` (default) or `storage: memory`.
     pub storage: Storage,
+    /// `replicas: 3`; `None` leaves an existing stream's as they are.
+    pub replicas: Option<usize>,
+    /// `dead_letter_replicas: 3`; `None` follows the stream's.
+    pub dead_letter_replicas: Option<usize>,
     /// Where the `stream:` key is.
     pub origin: Origin,
 }

@@ -49,7 +49,7 @@ pub(crate) struct RawFile {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a stream mapping (name, subjects, max_age, storage)"
+    expecting = "a stream mapping (name, subjects, max_age, storage, replicas, dead_letter_replicas)"
 )]
 pub(crate) struct RawStream {
     /// `name: hns_ticketing_events` — required. No whitespace, `.`, `*`, `>`, `/`
@@ -68,6 +68,15 @@ pub(crate) struct RawStream {
     /// `storage: file` — optional, `file` (default, survives a server restart) or
     /// `memory`.
     pub(crate) storage: Option<Storage>,
+
+    /// `replicas: 3` — optional, 1 to 5: copies of each message on a NATS
+    /// cluster. Applied on create and reconciled; unset, an existing stream
+    /// keeps its own (created with 1).
+    pub(crate) replicas: Option<usize>,
+
+    /// `dead_letter_replicas: 3` — optional, 1 to 5: the replicas of
+    /// `<name>_dlq` and of sinkhost's KV buckets; default: the stream's.
+    pub(crate) dead_letter_replicas: Option<usize>,
 }
 
 /// One entry of `subscriptions:`. The seed's format (no `plugin:`, no `settings:`)

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::deadletter::{self, DeadLetterError};
 use crate::bus::destination::Destination;
-use crate::bus::{self, BusError, Subscriber};
+use crate::bus::{self, BusError, Placement, Subscriber};
 use crate::config::{Config, StreamConfig, Subscription};
 use crate::ops::metrics;
 use crate::ops::server::{Health, Watched};
@@ -55,6 +55,8 @@ pub struct Supervisor {
     stop: CancellationToken,
     health: Arc<Health>,
     stream: Option<StreamConfig>,
+    /// Where the dead-letter streams and KV buckets go ([`bus::ensure_stream`]).
+    placement: Placement,
     dead_letter_streams: BTreeSet<String>,
     /// The KV buckets, once this client has made sure of them.
     buckets: Option<Buckets>,
@@ -82,6 +84,7 @@ impl Supervisor {
             stop,
             health,
             stream: None,
+            placement: Placement::SINGLE,
             dead_letter_streams: BTreeSet::new(),
             buckets: None,
             entries: Vec::new(),
@@ -237,10 +240,9 @@ impl Supervisor {
         if let Err(e) = self.ensure_stream(stream.as_ref()).await {
             tracing::error!(error = %e, "cannot set up the stream after reconnecting; consumers retry");
         }
-        let storage = storage(stream.as_ref());
-        self.ensure_buckets(storage).await;
+        self.ensure_buckets().await;
         for (old, digest) in std::mem::take(&mut self.suspended) {
-            if let Err(e) = self.ensure_dead_letter_stream(&old.stream, storage).await {
+            if let Err(e) = self.ensure_dead_letter_stream(&old.stream).await {
                 tracing::error!(error = %e, "cannot set up the dead-letter stream after reconnecting");
             }
             let subscriber = self.subscriber(old.sub.clone(), old.stream.clone(), old.sink.clone());
@@ -250,15 +252,19 @@ impl Supervisor {
         self.publish_health();
     }
 
+    /// Creates or reconciles config.d's stream, and learns from it where
+    /// sinkhost's own streams and buckets go (without a `stream:` block: a
+    /// single copy on file).
     async fn ensure_stream(&mut self, stream: Option<&StreamConfig>) -> Result<(), ApplyError> {
-        if let Some(stream) = stream {
-            bus::ensure_stream(&self.js, stream)
+        self.placement = match stream {
+            Some(stream) => bus::ensure_stream(&self.js, stream)
                 .await
                 .map_err(|error| ApplyError::Stream {
                     context: format!("{}: stream {}", stream.origin, stream.name),
                     error,
-                })?;
-        }
+                })?,
+            None => Placement::SINGLE,
+        };
         Ok(())
     }
 
@@ -269,8 +275,7 @@ impl Supervisor {
         stream: Option<&StreamConfig>,
         prepared: Vec<Prepared>,
     ) -> Result<Vec<Arc<Subscriber>>, ApplyError> {
-        let storage = storage(stream);
-        self.ensure_buckets(storage).await;
+        self.ensure_buckets().await;
         let mut subscribers = Vec::new();
         for Prepared { sub, sink } in prepared {
             let name =
@@ -283,20 +288,16 @@ impl Supervisor {
                         }
                     })?,
                 };
-            self.ensure_dead_letter_stream(&name, storage).await?;
+            self.ensure_dead_letter_stream(&name).await?;
             subscribers.push(self.subscriber(sub, name, sink));
         }
         Ok(subscribers)
     }
 
     /// Creates `<stream>_dlq` if this client has not made sure of it yet.
-    async fn ensure_dead_letter_stream(
-        &mut self,
-        stream: &str,
-        storage: jetstream::stream::StorageType,
-    ) -> Result<(), DeadLetterError> {
+    async fn ensure_dead_letter_stream(&mut self, stream: &str) -> Result<(), DeadLetterError> {
         if !self.dead_letter_streams.contains(stream) {
-            deadletter::ensure_stream(&self.js, stream, storage).await?;
+            deadletter::ensure_stream(&self.js, stream, self.placement).await?;
             self.dead_letter_streams.insert(stream.to_owned());
         }
         Ok(())
@@ -305,11 +306,11 @@ impl Supervisor {
     /// Creates the attempt records' and destination states' buckets if this
     /// client has not made sure of them yet (without them the host runs on,
     /// as it did before they existed).
-    async fn ensure_buckets(&mut self, storage: jetstream::stream::StorageType) {
+    async fn ensure_buckets(&mut self) {
         if self.buckets.is_none() {
             self.buckets = Some(Buckets {
-                attempts: bus::attempts::open(&self.js, storage).await,
-                destinations: bus::destination::open(&self.js, storage).await,
+                attempts: bus::attempts::open(&self.js, self.placement).await,
+                destinations: bus::destination::open(&self.js, self.placement).await,
             });
         }
     }
@@ -348,37 +349,4 @@ impl Supervisor {
 struct Buckets {
     attempts: Option<jetstream::kv::Store>,
     destinations: Option<jetstream::kv::Store>,
-}
-
-/// The storage of the dead-letter streams: the main stream's (file without a `stream:` block).
-fn storage(stream: Option<&StreamConfig>) -> jetstream::stream::StorageType {
-    stream.map_or(jetstream::stream::StorageType::File, |s| {
-        bus::storage_type(s.storage)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Storage, testing::subscription};
-
-    #[test]
-    fn dead_letters_are_stored_like_the_main_stream() {
-        let stream = |storage| StreamConfig {
-            name: "s".into(),
-            subjects: vec![">".into()],
-            max_age: Duration::ZERO,
-            storage,
-            origin: subscription(serde_json::json!({}), &[]).origin,
-        };
-        assert_eq!(storage(None), jetstream::stream::StorageType::File);
-        assert_eq!(
-            storage(Some(&stream(Storage::Memory))),
-            jetstream::stream::StorageType::Memory
-        );
-        assert_eq!(
-            storage(Some(&stream(Storage::File))),
-            jetstream::stream::StorageType::File
-        );
-    }
 }
