@@ -20,6 +20,9 @@ for crate in sinkhost-trace-context sinkhost-sdk; do
 done
 sed -i '/^\[dependencies\.sinkhost-trace-context\]$/a path = "../sinkhost-trace-context"' \
   "$dest/sinkhost-sdk/Cargo.toml"
+# In a plugin project the crates are workspace members: the project's
+# resolver applies, and cargo warns about one of their own.
+sed -i '/^resolver = /d' "$dest/sinkhost-sdk/Cargo.toml" "$dest/sinkhost-trace-context/Cargo.toml"
 grep -q '^path = "../sinkhost-trace-context"$' "$dest/sinkhost-sdk/Cargo.toml" \
   || { echo "dist-sdk: the SDK manifest has no sinkhost-trace-context dependency to point at" >&2; exit 1; }
 rm -rf "$dest/wit" && cp -r wit "$dest/wit"

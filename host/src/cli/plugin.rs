@@ -50,8 +50,10 @@ pub(super) enum PluginCommand {
         /// The folder to create the project in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The Rust SDK to copy into the project (default: the one installed
-        /// beside this binary, `../share/sinkhost/sdk`, or this source tree's).
+        /// Where the Rust SDK is: a release's `share/sinkhost` folder (its
+        /// `sinkhost-sdk/` is copied into the project), or a source tree's
+        /// `sdk/` (depended on by path). Default: `../share/sinkhost` beside
+        /// this binary, else the source tree it was built from.
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
