@@ -622,3 +622,151 @@ async fn sigterm_with_nats_down_exits_promptly() {
     let status = host.wait_exit(Duration::from_secs(20)).await;
     assert_eq!(status.code(), Some(0), "{}", host.logs().join("\n"));
 }
+
+/// The `sinkhost status --json` lines, by subscription.
+async fn status_lines(
+    config: &ConfigDir,
+    nats: &NatsServer,
+    host: &str,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let dir = config.path().to_str().expect("a UTF-8 path");
+    let out = sinkhost_cli(
+        &["status", "--config-dir", dir, "--host", host, "--json"],
+        &nats.url(),
+        &[],
+        WAIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    out.stdout
+        .lines()
+        .map(|line| {
+            let status: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            (status["subscription"].as_str().unwrap().to_owned(), status)
+        })
+        .collect()
+}
+
+/// `sinkhost status`: a healthy subscription, one whose destination is down
+/// (messages held), one that dead-letters. With the host running it adds the
+/// host's view; with the host stopped, JetStream's alone still says the
+/// destination is down (the state the hosts share) and counts the dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_subscription_at_a_glance() {
+    let nats = NatsServer::start();
+    let fine = Receiver::ok().await;
+    let down = Receiver::status(503).await;
+    let refusing = Receiver::status(422).await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}{}{}",
+            stream_yaml("status_s", &["ok.>", "down.>", "bad.>"]),
+            sub_yaml("fine", "ok.>", &fine.url("/h"), ""),
+            sub_yaml(
+                "broken",
+                "down.>",
+                &down.url("/h"),
+                "backoff: \"100ms\"\nbreaker: {failures: 2, probe_interval: 500ms, max_probe_interval: 1s}"
+            ),
+            sub_yaml(
+                "rejecting",
+                "bad.>",
+                &refusing.url("/h"),
+                "settings: {reject_status: [422]}"
+            ),
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let js = nats.jetstream().await;
+    for i in 0..3 {
+        publish(&js, &format!("ok.{i}"), "{}", &[]).await;
+        publish(&js, &format!("down.{i}"), "{}", &[]).await;
+        publish(&js, &format!("bad.{i}"), "{}", &[]).await;
+    }
+    fine.wait_for(3, WAIT).await;
+    support::wait_for_stream_messages(&js, "status_s_dlq", 3, WAIT).await;
+    let addr = host.addr().to_string();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let lines = loop {
+        // The breaker opens after two failures, and a failed message comes
+        // back after its 100 ms backoff to be held: no event to wait on here.
+        let lines = status_lines(&config, &nats, &addr).await;
+        if lines["broken"]["destination"] == "down" && lines["broken"]["ack_pending"] == 3 {
+            break lines;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{lines:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let fine_line = &lines["fine"];
+    assert_eq!(fine_line["destination"], "up", "{fine_line}");
+    assert_eq!(fine_line["host"], "consuming", "{fine_line}");
+    assert_eq!(
+        (
+            &fine_line["pending"],
+            &fine_line["ack_pending"],
+            &fine_line["dead_letters"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(0),
+            &serde_json::json!(0)
+        ),
+        "{fine_line}"
+    );
+    let broken = &lines["broken"];
+    assert!(
+        broken["last_error"].as_str().unwrap().contains("HTTP 503"),
+        "{broken}"
+    );
+    assert!(broken["down_since"].is_string(), "{broken}");
+    assert_eq!(broken["pending"], 0, "{broken}");
+    assert_eq!(
+        broken["dead_letters"], 0,
+        "held, not dead-lettered: {broken}"
+    );
+    let rejecting = &lines["rejecting"];
+    assert_eq!(rejecting["dead_letters"], 3, "{rejecting}");
+    assert!(
+        rejecting["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("rejected: "),
+        "{rejecting}"
+    );
+
+    // The table says the same.
+    let dir = config.path().to_str().unwrap();
+    let out = sinkhost_cli(
+        &["status", "--config-dir", dir, "--host", &addr],
+        &nats.url(),
+        &[],
+        WAIT,
+    )
+    .await;
+    eprintln!("{}", out.stdout);
+    let rows: Vec<&str> = out.stdout.lines().collect();
+    assert!(rows[0].starts_with("SUBSCRIPTION "), "{}", out.stdout);
+    assert!(rows[0].ends_with("LAST ERROR"), "{}", out.stdout);
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row {name}: {}", out.stdout))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    let broken = row("broken");
+    // destination, backlog, unacked; dead letters, host
+    assert_eq!(broken[1..4], ["down", "0", "3"], "{}", out.stdout);
+    assert_eq!(broken[5..7], ["0", "consuming"], "{}", out.stdout);
+    assert_eq!(row("rejecting")[5], "3");
+
+    // Without a host: JetStream's view, the shared destination state included.
+    host.sigterm();
+    host.wait_exit(WAIT).await;
+    let lines = status_lines(&config, &nats, "127.0.0.1:1").await;
+    assert_eq!(lines["broken"]["destination"], "down", "{lines:?}");
+    assert_eq!(lines["broken"]["host"], serde_json::Value::Null);
+    assert_eq!(lines["rejecting"]["dead_letters"], 3, "{lines:?}");
+}

@@ -243,6 +243,31 @@ pub async fn list(
         .collect())
 }
 
+/// How many dead letters `subscription` has in `<stream>_dlq`, and the last
+/// one's error (for `sinkhost status`); `None` when the stream cannot be read.
+pub(crate) async fn summary(
+    js: &jetstream::Context,
+    stream: &str,
+    subscription: &str,
+) -> Option<(u64, Option<String>)> {
+    let (dlq, _) = open(js, stream).await.ok()?;
+    let subject = subject(subscription);
+    let mut counts = dlq.info_with_subjects(&subject).await.ok()?;
+    let mut count = 0;
+    while let Some(entry) = counts.next().await {
+        count += entry.ok()?.1 as u64;
+    }
+    if count == 0 {
+        return Some((0, None));
+    }
+    let last = dlq.get_last_raw_message_by_subject(&subject).await.ok()?;
+    let error = last
+        .headers
+        .get(LAST_ERROR)
+        .map(|value| value.as_str().to_owned());
+    Some((count, error))
+}
+
 /// Opens `<stream>_dlq`, with the error constructor for what goes wrong on it.
 async fn open(
     js: &jetstream::Context,

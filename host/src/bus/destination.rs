@@ -51,6 +51,18 @@ pub(crate) async fn open(
     super::setup::ensure_bucket(js, BUCKET, description, Duration::ZERO, placement).await
 }
 
+/// What the hosts share of `subscription`'s destination (for `sinkhost
+/// status`): whether it is down, since when (Unix ms) and the last error;
+/// `None` when no host recorded a transition.
+pub(crate) async fn shared_state(
+    js: &jetstream::Context,
+    subscription: &str,
+) -> Option<(bool, u64, String)> {
+    let store = js.get_key_value(BUCKET).await.ok()?;
+    let (_, state) = Shared::read(&store, subscription).await?;
+    state.map(|s| (s.down, s.since_ms, s.last_error))
+}
+
 /// The key's value in the shared bucket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Shared {

@@ -1,6 +1,6 @@
 //! The command line: parse arguments and dispatch, one file per command
-//! group (`run` + `check`, `dlq`, `plugin`, `publish`, `replay`), the shared
-//! arguments in `args`. Each command calls the library and prints what it
+//! group (`run` + `check`, `dlq`, `plugin`, `publish`, `replay`, `status`),
+//! the shared arguments in `args`. Each command calls the library and prints what it
 //! returns; what a test would need lives in `run` or `tools`, not here. This
 //! file sets up logging and maps results to exit codes.
 
@@ -10,6 +10,7 @@ mod plugin;
 mod publish;
 mod replay;
 mod run;
+mod status;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,10 @@ enum Command {
     /// plugin again; no other subscription sees them (exit 0 when all were
     /// delivered, 1 otherwise).
     Replay(replay::ReplayArgs),
+    /// One line per subscription: destination state, backlog, unacked,
+    /// redelivered, dead letters, last error (from JetStream and a running
+    /// host's /healthz).
+    Status(status::StatusArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -73,6 +78,7 @@ async fn execute(cli: Cli) -> ExitCode {
         Command::Plugin { command } => plugin::plugin(command).await,
         Command::Publish(args) => publish::publish(args).await,
         Command::Replay(args) => replay::replay(args).await,
+        Command::Status(args) => status::status(args).await,
     }
 }
 

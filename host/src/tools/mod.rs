@@ -14,5 +14,6 @@ pub(crate) mod replay;
 pub(crate) mod results;
 pub(crate) mod scaffold;
 pub(crate) mod select;
+pub(crate) mod status;
 pub(crate) mod stream_replay;
 pub(crate) mod tryout;
