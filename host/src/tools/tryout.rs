@@ -184,8 +184,10 @@ impl TryOut {
         let secrets = sub.secrets();
         let mut attempts = Vec::new();
         let mut attempt = self.attempt.max(1);
+        // One message: a redelivery keeps its id and publication time.
+        let mut message = self.message(attempt, policy.max_attempts);
         loop {
-            let message = self.message(attempt, policy.max_attempts);
+            message.attempt = attempt;
             let result = sink.deliver(&message).await;
             let (classified, _) = classify(&sub, Ok(result.clone()));
             let action = policy.decide(classified, attempt);
