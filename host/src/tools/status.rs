@@ -78,7 +78,6 @@ async fn one(
     stream: String,
     healthz: Option<&serde_json::Value>,
 ) -> Status {
-    let mut problems = Vec::new();
     let consumer = async {
         let stream = js.get_stream(&stream).await.map_err(|e| e.to_string())?;
         stream
@@ -86,20 +85,16 @@ async fn one(
             .await
             .map_err(|e| e.to_string())
     };
-    let consumer = match consumer.await {
-        Ok(info) => Some(info),
-        Err(e) => {
-            problems.push(format!("consumer {}: {e}", sub.consumer));
-            None
-        }
+    let (consumer, unread) = match consumer.await {
+        Ok(info) => (Some(info), None),
+        Err(e) => (None, Some(format!("consumer {}: {e}", sub.consumer))),
     };
     let dead = deadletter::summary(js, &stream, &sub.name).await;
     let (destination, down_since, down_error) = destination_view(js, sub, healthz).await;
-    let last_error = match (down_error, dead.as_ref().and_then(|(_, e)| e.clone())) {
-        (Some(down), _) => down,
-        (None, Some(dead_letter)) => dead_letter,
-        (None, None) => problems.join("; "),
-    };
+    let last_error = down_error
+        .or_else(|| dead.as_ref().and_then(|(_, e)| e.clone()))
+        .or(unread)
+        .unwrap_or_default();
     Status {
         subscription: sub.name.clone(),
         stream: Some(stream),
