@@ -770,3 +770,328 @@ async fn status_shows_each_subscription_at_a_glance() {
     assert_eq!(lines["broken"]["host"], serde_json::Value::Null);
     assert_eq!(lines["rejecting"]["dead_letters"], 3, "{lines:?}");
 }
+
+/// `sinkhost trace` and its arguments, as JSON.
+async fn trace_json(config: &ConfigDir, nats: &NatsServer, target: &[&str]) -> serde_json::Value {
+    let dir = config.path().to_str().expect("a UTF-8 path");
+    let mut args = vec!["trace", "--config-dir", dir, "--json"];
+    args.extend_from_slice(target);
+    let out = sinkhost_cli(&args, &nats.url(), &[], WAIT).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+/// Waits until `consumer` of `stream` has settled every message up to `sequence`.
+async fn wait_settled(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    consumer: &str,
+    sequence: u64,
+) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let info = js
+            .get_stream(stream)
+            .await
+            .expect("the stream")
+            .consumer_info(consumer)
+            .await
+            .expect("the consumer");
+        if info.ack_floor.stream_sequence >= sequence {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{consumer}: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// "Where is message X?": one message delivered at once (found by the
+/// producer's Nats-Msg-Id), one delivered after a 503, one dead-lettered, one
+/// published while no host runs. `sinkhost trace` tells each from the attempt
+/// history (by default, every attempt of a message not delivered at once)
+/// and the consumers; the history holds what the destination answered and
+/// never a request header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_tells_where_each_message_is() {
+    let nats = NatsServer::start();
+    let fine = Receiver::ok().await;
+    let flaky = support::Receiver::start(|_, nth| {
+        if nth == 1 {
+            support::Reply::status(503).body("upstream down, try later")
+        } else {
+            support::Reply::ok()
+        }
+    })
+    .await;
+    let refusing =
+        support::Receiver::start(|_, _| support::Reply::status(422).body("no such customer")).await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}{}{}",
+            stream_yaml("trace_s", &["t.>"]),
+            sub_yaml("fine", "t.ok", &fine.url("/h"), ""),
+            sub_yaml("flaky", "t.flaky", &flaky.url("/h"), "backoff: \"100ms\""),
+            sub_yaml(
+                "refusing",
+                "t.bad",
+                &refusing.url("/h"),
+                "settings: {reject_status: [422]}"
+            ),
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let js = nats.jetstream().await;
+    let delivered = publish(
+        &js,
+        "t.ok",
+        "{\"order\":123}",
+        &[("Nats-Msg-Id", "order-123")],
+    )
+    .await;
+    let retried = publish(&js, "t.flaky", "{}", &[]).await;
+    let dead = publish(&js, "t.bad", "{}", &[]).await;
+    fine.wait_for(1, WAIT).await;
+    flaky.wait_for(2, WAIT).await;
+    support::wait_for_stream_messages(&js, "trace_s_dlq", 1, WAIT).await;
+    // One record per attempt but the first-try success: 2 + 1.
+    let records = support::wait_for_stream_messages(&js, "trace_s_attempts", 3, WAIT).await;
+    wait_settled(&js, "trace_s", "fine-consumer", delivered.sequence).await;
+    for record in &records {
+        let text = String::from_utf8_lossy(&record.payload);
+        assert!(
+            !text.contains("secret-"),
+            "a request header in the history: {text}"
+        );
+    }
+    host.sigterm();
+    host.wait_exit(WAIT).await;
+    let unreached = publish(&js, "t.ok", "{}", &[]).await;
+
+    let one = trace_json(&config, &nats, &["order-123"]).await;
+    assert_eq!(one["sequence"], delivered.sequence, "{one:#}");
+    assert_eq!(one["message_id"], "order-123");
+    assert_eq!(one["subject"], "t.ok");
+    assert!(one["stored"].is_string(), "{one:#}");
+    let subs = one["subscriptions"].as_array().unwrap();
+    assert_eq!(subs.len(), 1, "only `fine` takes t.ok: {one:#}");
+    assert_eq!(subs[0]["subscription"], "fine");
+    assert_eq!(subs[0]["state"], "delivered", "{one:#}");
+    assert_eq!(
+        subs[0]["summary"],
+        "delivered at its first attempt (history: failures keeps no first-try success)",
+        "{one:#}"
+    );
+    assert_eq!(subs[0]["attempts"], serde_json::json!([]));
+
+    let seq = retried.sequence.to_string();
+    let two = trace_json(&config, &nats, &["--seq", &seq]).await;
+    let flaky_where = &two["subscriptions"][0];
+    assert_eq!(flaky_where["subscription"], "flaky", "{two:#}");
+    assert_eq!(flaky_where["state"], "delivered", "{two:#}");
+    assert!(
+        flaky_where["summary"]
+            .as_str()
+            .unwrap()
+            .ends_with("after 2 attempts"),
+        "{two:#}"
+    );
+    let first = &flaky_where["attempts"][0];
+    assert_eq!(first["outcome"], "retry", "{two:#}");
+    assert_eq!(first["then"], "retry");
+    assert_eq!(first["retry_in_ms"], 100);
+    assert_eq!(first["http_status"], 503);
+    assert_eq!(first["response"], "upstream down, try later");
+    assert!(
+        first["error"].as_str().unwrap().contains("HTTP 503"),
+        "{two:#}"
+    );
+    assert_eq!(flaky_where["attempts"][1]["then"], "ack", "{two:#}");
+
+    let id = format!("nats-msg-{}", dead.sequence);
+    let three = trace_json(&config, &nats, &[&id]).await;
+    let refused = &three["subscriptions"][0];
+    assert_eq!(refused["state"], "dead-lettered", "{three:#}");
+    assert!(
+        refused["summary"].as_str().unwrap().contains("rejected: "),
+        "{three:#}"
+    );
+    assert_eq!(refused["attempts"][0]["then"], "dead-letter");
+    assert_eq!(refused["attempts"][0]["http_status"], 422);
+    assert_eq!(refused["attempts"][0]["response"], "no such customer");
+
+    let seq = unreached.sequence.to_string();
+    let four = trace_json(&config, &nats, &["--seq", &seq]).await;
+    let waiting = &four["subscriptions"][0];
+    assert_eq!(waiting["state"], "not-reached", "{four:#}");
+    assert_eq!(
+        waiting["summary"],
+        format!(
+            "not yet reached: the consumer is behind by 1 message (it last delivered #{})",
+            delivered.sequence
+        ),
+        "{four:#}"
+    );
+    assert_eq!(waiting["attempts"], serde_json::json!([]));
+
+    // The text an operator reads.
+    let dir = config.path().to_str().unwrap();
+    let seq = retried.sequence.to_string();
+    let out = sinkhost_cli(
+        &["trace", "--config-dir", dir, "--seq", &seq],
+        &nats.url(),
+        &[],
+        WAIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    eprintln!("{}", out.stdout);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!(
+            "message nats-msg-{seq} (stream trace_s #{seq}), subject t.flaky, stored at "
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[1].starts_with("  flaky: delivered at "),
+        "{}",
+        out.stdout
+    );
+    assert!(lines[2].starts_with("    attempt 1/4  "), "{}", out.stdout);
+    assert!(
+        lines[2].ends_with("retry HTTP 503  -> retry in 100ms"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[3].contains("plugin asked to retry after HTTP 503"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        lines[4], "      response: upstream down, try later",
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[5].ends_with("delivered HTTP 200  -> ack"),
+        "{}",
+        out.stdout
+    );
+
+    let out = sinkhost_cli(
+        &[
+            "trace",
+            "--config-dir",
+            dir,
+            "--seq",
+            &seq,
+            "--subscription",
+            "nope",
+        ],
+        &nats.url(),
+        &[],
+        WAIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("no subscription nope in config.d"),
+        "{out:?}"
+    );
+}
+
+/// A history that cannot be written holds back no delivery: with an
+/// attempts stream (made by an operator) that takes one record, every
+/// message is delivered and each record it refused is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_history_drops_records_and_delivers_everything() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    js.create_stream(stream::Config {
+        name: "drop_s_attempts".into(),
+        subjects: vec!["sinkhost.attempts.drop_s.*.*".into()],
+        max_messages: 1,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .expect("creating the attempts stream");
+    let fine = Receiver::ok().await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}subscriptions:\n{}",
+            stream_yaml("drop_s", &["d.>"]) + "  history: all\n",
+            sub_yaml("dropping", "d.>", &fine.url("/h"), ""),
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    for i in 0..5 {
+        publish(&js, &format!("d.{i}"), "{}", &[]).await;
+    }
+    fine.wait_for(5, WAIT).await;
+    let series = r#"sinkhost_attempt_history_dropped_total{subscription="dropping"}"#;
+    assert_eq!(wait_metric(&host, series, 4.0, WAIT).await, 4.0);
+    let deliveries = r#"sinkhost_deliveries_total{subscription="dropping",outcome="delivered"}"#;
+    assert_eq!(metric(&host, deliveries).await, Some(5.0));
+    assert_eq!(support::read_stream(&js, "drop_s_attempts").await.len(), 1);
+}
+
+/// With `history: all` a first-try success is recorded too, with what the
+/// destination answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_with_history_all_shows_a_first_try_success() {
+    let nats = NatsServer::start();
+    let fine =
+        support::Receiver::start(|_, _| support::Reply::ok().body("{\"queued\":true}")).await;
+    let config = ConfigDir::new().file(
+        "10.yml",
+        format!(
+            "{}  history: all\nsubscriptions:\n{}",
+            stream_yaml("trace_all", &["a.>"]),
+            sub_yaml("fine", "a.>", &fine.url("/h"), ""),
+        ),
+    );
+    let host = Host::start(config.path(), &nats.url(), &[]).await;
+    host.wait_healthy(WAIT).await;
+    let js = nats.jetstream().await;
+    let ack = publish(&js, "a.1", "{}", &[]).await;
+    support::wait_for_stream_messages(&js, "trace_all_attempts", 1, WAIT).await;
+    let found = trace_json(&config, &nats, &["--seq", &ack.sequence.to_string()]).await;
+    let fine_where = &found["subscriptions"][0];
+    assert_eq!(fine_where["state"], "delivered", "{found:#}");
+    assert!(
+        fine_where["summary"]
+            .as_str()
+            .unwrap()
+            .ends_with("after 1 attempt"),
+        "{found:#}"
+    );
+    let attempt = &fine_where["attempts"][0];
+    assert_eq!(
+        (
+            &attempt["attempt"],
+            &attempt["outcome"],
+            &attempt["then"],
+            &attempt["http_status"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!("delivered"),
+            &serde_json::json!("ack"),
+            &serde_json::json!(200)
+        ),
+        "{found:#}"
+    );
+    assert_eq!(attempt["response"], "{\"queued\":true}");
+    assert_eq!(attempt["message_id"], format!("nats-msg-{}", ack.sequence));
+    assert!(attempt.get("error").is_none(), "{found:#}");
+}

@@ -10,7 +10,7 @@
 //! shutdown catches it before it started.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::message::{AckKind, Info};
 use async_nats::jetstream::{self};
@@ -20,7 +20,8 @@ use tracing::Instrument;
 use super::Subscriber;
 use super::attempts::Record;
 use super::deadletter;
-use super::destination::Expired;
+use super::destination::{Expired, rfc3339};
+use super::history::{Entry, Then};
 use super::lease::{Lease, Shutdown};
 use super::ordering::Turn;
 use super::ratelimit::TokenBucket;
@@ -78,8 +79,13 @@ async fn deliver_in_span(
         // No plugin is handed a guess at bytes no client library would
         // produce. The dead letter keeps them as they arrived.
         subscriber.metrics.delivery("malformed", Duration::ZERO);
-        if !one.dead_letter(0, &reason).await {
-            one.settle(AckKind::Nak(Some(policy.delay_after(1)))).await;
+        let tried = Tried::without_call("malformed", &reason);
+        if one.dead_letter(0, &reason).await {
+            one.record(tried, Then::DeadLetter, None);
+        } else {
+            let delay = policy.delay_after(1);
+            one.settle(AckKind::Nak(Some(delay))).await;
+            one.record(tried, Then::Retry, Some(delay));
         }
         return;
     }
@@ -109,11 +115,15 @@ async fn deliver_in_span(
         record,
         deadline: expiry(info.published, sub.dead_letter_after),
         spent,
+        tried: None,
     };
     match retry::in_place(policy, spent.saturating_add(1), &mut attempts).await {
         Settled::Delivered(attempt) => {
             tracing::debug!(subscription = %sub.name, message_id = %one.id, attempt, "delivered");
             one.settle(AckKind::Ack).await;
+            if let Some(tried) = attempts.tried.take() {
+                one.record(tried, Then::Ack, None);
+            }
             attempts.record.clear().await;
         }
         Settled::DeadLetter(reason, attempt) => {
@@ -123,10 +133,17 @@ async fn deliver_in_span(
             } else {
                 attempts.spent
             };
+            let mut tried = attempts
+                .tried
+                .take()
+                .unwrap_or_else(|| Tried::without_call("expired", &reason));
+            tried.error = Some(reason.clone());
             while !one.dead_letter(spent, &reason).await {
                 let delay = policy.delay_after(attempt);
                 if !ordered {
                     one.settle(AckKind::Nak(Some(delay))).await;
+                    tried.error = Some(format!("{reason}; the dead-letter write failed"));
+                    one.record(tried, Then::Retry, Some(delay));
                     return;
                 }
                 // The next message of the subject waits until this one is
@@ -142,6 +159,7 @@ async fn deliver_in_span(
                     return;
                 }
             }
+            one.record(tried, Then::DeadLetter, None);
             attempts.record.clear().await;
         }
         Settled::Left => {}
@@ -200,6 +218,35 @@ struct BusAttempts<'a> {
     deadline: Instant,
     /// Attempts spent: what the dead letter says.
     spent: u32,
+    /// The last counted attempt, for the history once what came of it is known.
+    tried: Option<Tried>,
+}
+
+/// One attempt, until the history is told what came of it.
+struct Tried {
+    /// 0: no call was made.
+    attempt: u32,
+    started: SystemTime,
+    took: Duration,
+    outcome: &'static str,
+    http_status: Option<u16>,
+    error: Option<String>,
+    response: String,
+}
+
+impl Tried {
+    /// A message settled without a plugin call.
+    fn without_call(outcome: &'static str, why: &str) -> Self {
+        Tried {
+            attempt: 0,
+            started: SystemTime::now(),
+            took: Duration::ZERO,
+            outcome,
+            http_status: None,
+            error: Some(why.to_owned()),
+            response: String::new(),
+        }
+    }
 }
 
 impl Attempts for BusAttempts<'_> {
@@ -209,6 +256,7 @@ impl Attempts for BusAttempts<'_> {
         let metrics = &one.subscriber.metrics;
         if let Some(lost) = self.policy.lost(attempt) {
             metrics.delivery("lost", Duration::ZERO);
+            self.tried = Some(Tried::without_call("lost", lost.reason()));
             return Some(lost);
         }
         // Until a call spends the attempt: a call that fails against a
@@ -239,12 +287,23 @@ impl Attempts for BusAttempts<'_> {
                 self.record.set(attempt).await;
             }
             let started = Instant::now();
+            let at = SystemTime::now();
             let _in_flight = metrics.in_flight();
             let input = for_plugin(one.message, one.info, attempt, self.policy.max_attempts);
             let call = tokio::time::timeout(call_limit(sub), one.subscriber.sink.deliver(&input));
             let Some(called) = self.lease.run(call).await else {
                 one.settle(AckKind::Nak(None)).await;
                 metrics.delivery("aborted", started.elapsed());
+                let tried = Tried {
+                    attempt,
+                    started: at,
+                    took: started.elapsed(),
+                    outcome: "aborted",
+                    http_status: None,
+                    error: Some("shutdown abandoned the call".into()),
+                    response: String::new(),
+                };
+                one.record(tried, Then::Returned, None);
                 tracing::info!(subscription = %sub.name, message_id = %one.id, "shutdown: delivery abandoned, message returned to the stream");
                 return None;
             };
@@ -253,8 +312,24 @@ impl Attempts for BusAttempts<'_> {
             }
             let last = attempt >= self.policy.max_attempts;
             let counts = destination.finish(ticket, seen(&called), attempt, last);
+            let http = match &called {
+                Ok(Ok(delivery)) => delivery.last_http.as_ref(),
+                _ => None,
+            };
+            let (http_status, response) =
+                http.map_or((None, String::new()), |h| (h.status, h.excerpt.clone()));
             let (result, label) = classify(sub, called);
-            metrics.delivery(label, started.elapsed());
+            let took = started.elapsed();
+            metrics.delivery(label, took);
+            let tried = Tried {
+                attempt,
+                started: at,
+                took,
+                outcome: label,
+                http_status,
+                error: (!matches!(result, Attempt::Delivered)).then(|| result.reason().to_owned()),
+                response,
+            };
             // Spent only by a call the plugin made and the breaker counts.
             if counts && !matches!(result, Attempt::NotCalled(_)) {
                 self.spent = attempt;
@@ -262,8 +337,10 @@ impl Attempts for BusAttempts<'_> {
                 self.record.set(attempt - 1).await;
             }
             if counts {
+                self.tried = Some(tried);
                 return Some(self.expire_if_due(result));
             }
+            one.record(tried, Then::Wait, None);
         }
     }
 
@@ -271,6 +348,9 @@ impl Attempts for BusAttempts<'_> {
         let one = self.one;
         if !matches!(failed, Attempt::NotCalled(_)) {
             self.record.set(attempt).await;
+        }
+        if let Some(tried) = self.tried.take() {
+            one.record(tried, Then::Retry, Some(delay));
         }
         tracing::info!(
             subscription = %one.subscriber.sub.name, message_id = %one.id, subject = %one.message.subject,
@@ -329,6 +409,32 @@ impl One<'_> {
                 false
             }
         }
+    }
+
+    /// Hands what came of `tried` to the attempt history, if it keeps it.
+    fn record(&self, tried: Tried, then: Then, retry_in: Option<Duration>) {
+        let Some(history) = &self.subscriber.history else {
+            return;
+        };
+        if !history.keeps(tried.attempt, then) {
+            return;
+        }
+        history.record(Entry {
+            subscription: self.subscriber.sub.name.clone(),
+            message_id: self.id.clone(),
+            stream_sequence: self.info.stream_sequence,
+            subject: self.message.subject.to_string(),
+            attempt: tried.attempt,
+            max_attempts: self.subscriber.policy().max_attempts,
+            started: rfc3339(tried.started),
+            duration_ms: u64::try_from(tried.took.as_millis()).unwrap_or(u64::MAX),
+            outcome: tried.outcome.to_owned(),
+            then,
+            retry_in_ms: retry_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            http_status: tried.http_status,
+            error: tried.error,
+            response: tried.response,
+        });
     }
 
     /// Naks (without delay) a message that shutdown caught before it started.

@@ -11,11 +11,13 @@
 //! holds deliveries while the destination is down and probes it;
 //! [`attempts`] remembers what each message spent, so a message handed back
 //! unstarted never spends an attempt. [`deadletter`] owns the `<stream>_dlq`
-//! stream; `lag` polls the consumer's backlog for metrics.
+//! stream and [`history`] the `<stream>_attempts` stream `sinkhost trace`
+//! reads; `lag` polls the consumer's backlog for metrics.
 
 pub(crate) mod attempts;
 pub(crate) mod deadletter;
 pub(crate) mod destination;
+pub(crate) mod history;
 mod lag;
 mod lease;
 mod ordering;
@@ -36,7 +38,7 @@ use crate::ops::metrics;
 use crate::plugin::Sink;
 
 pub(crate) use fetch::consume;
-pub(crate) use setup::{BusError, Placement, ensure_consumer, ensure_stream, find_stream};
+pub(crate) use setup::{BusError, Placement, ensure_consumer, ensure_stream, find_stream, max_age};
 
 /// One subscription, ready to consume.
 pub(crate) struct Subscriber {
@@ -56,6 +58,8 @@ pub(crate) struct Subscriber {
     pub(crate) destination: Arc<destination::Destination>,
     /// The attempt records (`None`: the delivery count is the attempt number).
     pub(crate) attempts: Option<jetstream::kv::Store>,
+    /// The attempt history (`None`: `history: off`).
+    pub(crate) history: Option<history::History>,
 }
 
 impl Subscriber {

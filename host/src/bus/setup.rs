@@ -5,6 +5,7 @@
 //! typed ([`Drift`]); only messages format the values.
 
 use std::fmt;
+use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::context::GetStreamErrorKind;
@@ -220,8 +221,21 @@ fn storage_type(storage: Storage) -> stream::StorageType {
     }
 }
 
+/// How long `stream` keeps a message (zero: forever).
+pub(crate) async fn max_age(js: &jetstream::Context, stream: &str) -> Result<Duration, String> {
+    let mut found = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| format!("stream {stream}: {e}"))?;
+    let info = found
+        .info()
+        .await
+        .map_err(|e| format!("stream {stream}: {e}"))?;
+    Ok(info.config.max_age)
+}
+
 /// Finds the one stream that holds `sub`'s subject, for config.d without a
-/// `stream:` block (the seed's format). Dead-letter streams do not count.
+/// `stream:` block (the seed's format). Dead-letter and attempts streams do not count.
 pub(crate) async fn find_stream(
     js: &jetstream::Context,
     sub: &Subscription,
@@ -242,7 +256,7 @@ pub(crate) async fn find_stream(
         }
     }
     .into_iter()
-    .filter(|name| !name.ends_with("_dlq"))
+    .filter(|name| !name.ends_with("_dlq") && !name.ends_with("_attempts"))
     .collect();
     match names.as_slice() {
         [one] => Ok(one.clone()),

@@ -1,5 +1,6 @@
 //! The command line: parse arguments and dispatch, one file per command
-//! group (`run` + `check`, `dlq`, `plugin`, `publish`, `replay`, `status`),
+//! group (`run` + `check`, `dlq`, `plugin`, `publish`, `replay`, `status`,
+//! `trace`),
 //! the shared arguments in `args`. Each command calls the library and prints what it
 //! returns; what a test would need lives in `run` or `tools`, not here. This
 //! file sets up logging and maps results to exit codes.
@@ -11,6 +12,7 @@ mod publish;
 mod replay;
 mod run;
 mod status;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -58,6 +60,10 @@ enum Command {
     /// redelivered, dead letters, last error (from JetStream and a running
     /// host's /healthz).
     Status(status::StatusArgs),
+    /// Where one message is: when it was stored and, for each subscription
+    /// taking it, delivered, dead-lettered, retrying, in flight or not yet
+    /// reached, with every recorded attempt.
+    Trace(trace::TraceArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -79,6 +85,7 @@ async fn execute(cli: Cli) -> ExitCode {
         Command::Publish(args) => publish::publish(args).await,
         Command::Replay(args) => replay::replay(args).await,
         Command::Status(args) => status::status(args).await,
+        Command::Trace(args) => trace::trace(args).await,
     }
 }
 

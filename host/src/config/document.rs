@@ -145,6 +145,11 @@ impl<'a> Document<'a> {
             storage: raw.storage.unwrap_or_default(),
             replicas: raw.replicas,
             dead_letter_replicas: raw.dead_letter_replicas,
+            history: raw.history.unwrap_or_default(),
+            history_max_age: raw
+                .history_max_age
+                .map(|age| self.duration("stream.history_max_age", Some(age), Duration::ZERO))
+                .transpose()?,
             origin: self.at("stream"),
         })
     }

@@ -42,9 +42,14 @@ mod source;
 pub use error::ConfigError;
 pub use load::{load, load_text, stream_name};
 pub use model::{
-    Breaker, Config, DEFAULT_PLUGIN, MAX_DEAD_LETTER_AFTER, Ordering, Origin, PluginRef, Storage,
-    StreamConfig, Subscription, Webhook,
+    Breaker, Config, DEFAULT_PLUGIN, History, MAX_DEAD_LETTER_AFTER, Ordering, Origin, PluginRef,
+    Storage, StreamConfig, Subscription, Webhook,
 };
+
+/// Whether a message on `subject` (no wildcards) is one `filter` takes.
+pub(crate) fn subject_matches(filter: &str, subject: &str) -> bool {
+    checks::subjects_collide(filter, subject)
+}
 pub use rate_limit::RateLimit;
 pub use redact::LogUrl;
 pub use search::PluginSearch;

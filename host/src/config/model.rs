@@ -55,6 +55,10 @@ pub struct StreamConfig {
     pub replicas: Option<usize>,
     /// `dead_letter_replicas: 3`; `None` follows the stream's.
     pub dead_letter_replicas: Option<usize>,
+    /// `history: failures` (default), `all` or `off`.
+    pub history: History,
+    /// `history_max_age: 24h`; `None` follows the stream's `max_age`.
+    pub history_max_age: Option<Duration>,
     /// Where the `stream:` key is.
     pub origin: Origin,
 }
@@ -68,6 +72,21 @@ pub enum Storage {
     File,
     /// `storage: memory`
     Memory,
+}
+
+/// `history:` of the stream: which attempts `<stream>_attempts` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum History {
+    /// Every attempt, first-try successes included.
+    All,
+    /// Every attempt of a message not delivered at its first try, and every
+    /// dead letter: what `make bench` showed cheap (a first-try success
+    /// costs a second stored message per message).
+    #[default]
+    Failures,
+    /// None: no attempts stream.
+    Off,
 }
 
 /// `ordering:` of a subscription.

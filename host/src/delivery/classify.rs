@@ -85,6 +85,8 @@ mod tests {
             last_http: last_http.map(|text| LastHttp {
                 text: text.to_owned(),
                 destination_failed: text.starts_with("HTTP 5") || text.starts_with("HTTP 429"),
+                status: None,
+                excerpt: String::new(),
             }),
         }))
     }

@@ -66,6 +66,7 @@ struct Metrics {
     destination_up: Family<Sub, Gauge>,
     destination_transitions: Family<SubTo, Counter>,
     attempts_not_counted: Family<Sub, Counter>,
+    attempt_history_dropped: Family<Sub, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -186,8 +187,15 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Plugin calls that failed against a destination known to be down (probes included): no attempt spent",
         attempts_not_counted.clone(),
     );
+    let attempt_history_dropped = Family::<Sub, Counter>::default();
+    registry.register(
+        "sinkhost_attempt_history_dropped",
+        "Attempt records not written to <stream>_attempts (queue full, or JetStream did not acknowledge); deliveries go on",
+        attempt_history_dropped.clone(),
+    );
     Metrics {
         registry,
+        attempt_history_dropped,
         destination_up,
         destination_transitions,
         attempts_not_counted,
@@ -260,6 +268,8 @@ impl PerSubscription {
     pub(crate) fn new(subscription: &str) -> Self {
         let label = sub(subscription);
         let made = |n: usize| (0..n).map(|_| OnceLock::new()).collect();
+        // Shown at 0 from the start, so a rate over it is defined.
+        drop(METRICS.attempt_history_dropped.get_or_create(&label));
         PerSubscription(Arc::new(Series {
             subscription: subscription.to_owned(),
             duration: METRICS.duration.get_or_create(&label).clone(),
@@ -352,6 +362,14 @@ pub(crate) fn destination_up(subscription: &str, up: bool, changed: bool) {
 pub(crate) fn attempt_not_counted(subscription: &str) {
     METRICS
         .attempts_not_counted
+        .get_or_create(&sub(subscription))
+        .inc();
+}
+
+/// Counts one attempt record the history could not write.
+pub(crate) fn attempt_history_dropped(subscription: &str) {
+    METRICS
+        .attempt_history_dropped
         .get_or_create(&sub(subscription))
         .inc();
 }

@@ -5,9 +5,10 @@
 
 use std::time::Instant;
 
-use super::LastHttp;
 use super::bindings::sinkhost::plugin::http;
 use super::state::State;
+use super::{EXCERPT_BYTES, LastHttp};
+use crate::config::redact::redact;
 use crate::outbound;
 
 impl http::Host for State {
@@ -28,9 +29,15 @@ impl http::Host for State {
             Ok(response) => format!("HTTP {} from {}", response.status, response.from),
             Err(error) => format!("HTTP request {error}"),
         };
+        let (status, excerpt) = match &result {
+            Ok(response) => (Some(response.status), self.excerpt(&response.body)),
+            Err(_) => (None, String::new()),
+        };
         self.last_http = Some(LastHttp {
             text,
             destination_failed: outbound::HttpError::destination_failed(&result),
+            status,
+            excerpt,
         });
         match result {
             Ok(response) => Ok(http::Response {
@@ -45,6 +52,17 @@ impl http::Host for State {
             Err(outbound::HttpError::Denied(m)) => Err(http::HttpError::Denied(m)),
             Err(outbound::HttpError::Other(m)) => Err(http::HttpError::Other(m)),
         }
+    }
+}
+
+impl State {
+    /// The start of a response body as the attempt history keeps it.
+    fn excerpt(&self, body: &[u8]) -> String {
+        if body.is_empty() {
+            return String::new();
+        }
+        let start = &body[..body.len().min(EXCERPT_BYTES)];
+        redact(&String::from_utf8_lossy(start), &self.spec.secrets)
     }
 }
 

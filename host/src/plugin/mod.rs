@@ -87,7 +87,15 @@ pub struct LastHttp {
     pub text: String,
     /// The destination itself failed (see [`HttpError::destination_failed`](crate::outbound::HttpError::destination_failed)).
     pub destination_failed: bool,
+    /// The response's status, when there was a response.
+    pub status: Option<u16>,
+    /// The start of the response body (at most [`EXCERPT_BYTES`], lossy
+    /// UTF-8, secrets redacted), for the attempt history.
+    pub excerpt: String,
 }
+
+/// Longest [`LastHttp::excerpt`], in bytes.
+pub const EXCERPT_BYTES: usize = 256;
 
 impl std::fmt::Display for LastHttp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

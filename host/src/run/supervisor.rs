@@ -22,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::deadletter::{self, DeadLetterError};
 use crate::bus::destination::Destination;
+use crate::bus::history::{self, History as AttemptHistory};
 use crate::bus::{self, BusError, Placement, Subscriber};
-use crate::config::{Config, StreamConfig, Subscription};
+use crate::config::{Config, History, StreamConfig, Subscription};
 use crate::ops::metrics;
 use crate::ops::server::{Health, Watched};
 use crate::plugin::{Runtime, Sink};
@@ -57,7 +58,14 @@ pub struct Supervisor {
     stream: Option<StreamConfig>,
     /// Where the dead-letter streams and KV buckets go ([`bus::ensure_stream`]).
     placement: Placement,
-    dead_letter_streams: BTreeSet<String>,
+    /// What the attempts streams keep, and for how long (`None`: as long
+    /// as the stream they record keeps its messages).
+    history: (History, Option<Duration>),
+    /// The streams whose dead-letter and attempts streams this client has
+    /// made sure of.
+    side_streams: BTreeSet<String>,
+    /// This client's attempt-history task, once started.
+    history_writer: Option<history::Writer>,
     /// The KV buckets, once this client has made sure of them.
     buckets: Option<Buckets>,
     /// In config order.
@@ -85,7 +93,9 @@ impl Supervisor {
             health,
             stream: None,
             placement: Placement::SINGLE,
-            dead_letter_streams: BTreeSet::new(),
+            history: (History::default(), None),
+            side_streams: BTreeSet::new(),
+            history_writer: None,
             buckets: None,
             entries: Vec::new(),
             suspended: Vec::new(),
@@ -234,7 +244,8 @@ impl Supervisor {
     /// is logged, and each consumer is retried until it works).
     pub async fn resume(&mut self, js: jetstream::Context) {
         self.js = js;
-        self.dead_letter_streams.clear();
+        self.side_streams.clear();
+        self.history_writer = None;
         self.buckets = None;
         let stream = self.stream.clone();
         if let Err(e) = self.ensure_stream(stream.as_ref()).await {
@@ -242,7 +253,7 @@ impl Supervisor {
         }
         self.ensure_buckets().await;
         for (old, digest) in std::mem::take(&mut self.suspended) {
-            if let Err(e) = self.ensure_dead_letter_stream(&old.stream).await {
+            if let Err(e) = self.ensure_side_streams(&old.stream).await {
                 tracing::error!(error = %e, "cannot set up the dead-letter stream after reconnecting");
             }
             let subscriber = self.subscriber(old.sub.clone(), old.stream.clone(), old.sink.clone());
@@ -254,8 +265,12 @@ impl Supervisor {
 
     /// Creates or reconciles config.d's stream, and learns from it where
     /// sinkhost's own streams and buckets go (without a `stream:` block: a
-    /// single copy on file).
+    /// single copy on file) and what the attempts streams keep.
     async fn ensure_stream(&mut self, stream: Option<&StreamConfig>) -> Result<(), ApplyError> {
+        self.history = match stream {
+            Some(s) => (s.history, Some(s.history_max_age.unwrap_or(s.max_age))),
+            None => (History::default(), None),
+        };
         self.placement = match stream {
             Some(stream) => bus::ensure_stream(&self.js, stream)
                 .await
@@ -288,18 +303,35 @@ impl Supervisor {
                         }
                     })?,
                 };
-            self.ensure_dead_letter_stream(&name).await?;
+            self.ensure_side_streams(&name).await?;
             subscribers.push(self.subscriber(sub, name, sink));
         }
         Ok(subscribers)
     }
 
-    /// Creates `<stream>_dlq` if this client has not made sure of it yet.
-    async fn ensure_dead_letter_stream(&mut self, stream: &str) -> Result<(), DeadLetterError> {
-        if !self.dead_letter_streams.contains(stream) {
-            deadletter::ensure_stream(&self.js, stream, self.placement).await?;
-            self.dead_letter_streams.insert(stream.to_owned());
+    /// Creates `<stream>_dlq` and `<stream>_attempts` if this client has
+    /// not made sure of them yet. Without its attempts stream the host runs
+    /// on; the records it cannot write are counted.
+    async fn ensure_side_streams(&mut self, stream: &str) -> Result<(), DeadLetterError> {
+        if self.side_streams.contains(stream) {
+            return Ok(());
         }
+        deadletter::ensure_stream(&self.js, stream, self.placement).await?;
+        let (kept, max_age) = self.history;
+        if kept != History::Off {
+            let max_age = match max_age {
+                Some(age) => Ok(age),
+                None => bus::max_age(&self.js, stream).await,
+            };
+            let made = match max_age {
+                Ok(age) => history::ensure_stream(&self.js, stream, self.placement, age).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = made {
+                tracing::warn!(error = %e, "no attempt history: its records are dropped and counted");
+            }
+        }
+        self.side_streams.insert(stream.to_owned());
         Ok(())
     }
 
@@ -316,12 +348,23 @@ impl Supervisor {
     }
 
     /// A subscription on this supervisor's client, not consuming yet.
-    fn subscriber(&self, sub: Subscription, stream: String, sink: Arc<Sink>) -> Arc<Subscriber> {
+    fn subscriber(
+        &mut self,
+        sub: Subscription,
+        stream: String,
+        sink: Arc<Sink>,
+    ) -> Arc<Subscriber> {
+        let js = &self.js;
+        let writer = self
+            .history_writer
+            .get_or_insert_with(|| history::Writer::start(js.clone()));
+        let history = AttemptHistory::new(writer, &stream, &sub.name, self.history.0);
         let buckets = self.buckets.as_ref();
         let destinations = buckets.and_then(|b| b.destinations.clone());
         Arc::new(Subscriber {
             destination: Destination::new(&sub, &stream, self.js.clone(), destinations),
             attempts: buckets.and_then(|b| b.attempts.clone()),
+            history,
             stream,
             sink,
             js: self.js.clone(),
