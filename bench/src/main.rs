@@ -110,6 +110,10 @@ struct Args {
     /// Scaling: how late the slow destination answers, in milliseconds.
     #[arg(long, default_value_t = 2_000)]
     slow_ms: u64,
+    /// Scaling: only these cases, by tag (`n1`, `n10`, `c10`, `p16384`,
+    /// `slow`, `two`, `history`); default all.
+    #[arg(long, value_delimiter = ',')]
+    scaling_cases: Option<Vec<String>>,
 }
 
 /// A table of BENCH.md, each between its own markers.
@@ -152,6 +156,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 rounds: args.scaling_rounds,
                 subscriptions: args.subscriptions.clone(),
                 slow_delay: Duration::from_millis(args.slow_ms),
+                cases: args.scaling_cases.clone(),
             },
         )
         .await?;

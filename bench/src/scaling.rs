@@ -3,8 +3,9 @@
 //! receiver, as row 1 does, and varies one thing: the payload size, the number
 //! of subscriptions on one host (each with its own subject filter
 //! `<prefix>.s<i>.>`, durable and webhook path `/s<i>`, the backlog spread
-//! evenly over them), one destination of ten answering late, or two hosts on
-//! the same config.d (the same durables). The rounds run the cases in turn so
+//! evenly over them), one destination of ten answering late, two hosts on
+//! the same config.d (the same durables), or an attempt history of every
+//! success (`history: all`, against the default `failures`). The rounds run the cases in turn so
 //! background load falls on all of them alike.
 //!
 //! Owns the cases, their figures and their table; the processes, the receiver
@@ -43,6 +44,9 @@ pub struct Options {
     pub subscriptions: Vec<usize>,
     /// How late the slow destination answers.
     pub slow_delay: Duration,
+    /// Only the cases with these tags (`n1`, `c10`, `p16384`, `slow`, `two`,
+    /// `history`).
+    pub cases: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +63,10 @@ enum Case {
     Slow,
     /// One subscription, two hosts on it.
     TwoHosts,
+    /// One subscription with `history: all`: against the 1-subscription
+    /// case (the default, `history: failures`, which records nothing of a
+    /// drain without failures), what recording every success costs.
+    FullHistory,
 }
 
 impl Case {
@@ -66,7 +74,7 @@ impl Case {
         match self {
             Case::Subscriptions(n) | Case::Shared(n) => n,
             Case::Slow => SLOW_OF,
-            Case::Payload(_) | Case::TwoHosts => 1,
+            Case::Payload(_) | Case::TwoHosts | Case::FullHistory => 1,
         }
     }
 
@@ -99,6 +107,15 @@ impl Case {
             Case::Shared(n) => format!("c{n}"),
             Case::Slow => "slow".into(),
             Case::TwoHosts => "two".into(),
+            Case::FullHistory => "history".into(),
+        }
+    }
+
+    /// What its config.d's `stream:` adds.
+    fn stream_keys(self) -> &'static str {
+        match self {
+            Case::FullHistory => "  history: all\n",
+            _ => "",
         }
     }
 }
@@ -171,6 +188,7 @@ pub async fn run(bench: &Bench, nats: &Nats, options: &Options) -> anyhow::Resul
     let config = scenario::config_dir(
         "bench_check",
         "check",
+        "",
         &[subscription(bench, "check", 0, 1)],
     )?;
     bench.sinkhost.check(config.path())?;
@@ -187,7 +205,10 @@ pub async fn run(bench: &Bench, nats: &Nats, options: &Options) -> anyhow::Resul
             .map(|&n| Case::Shared(n)),
     );
     cases.extend(PAYLOADS.map(Case::Payload));
-    cases.extend([Case::Slow, Case::TwoHosts]);
+    cases.extend([Case::Slow, Case::TwoHosts, Case::FullHistory]);
+    if let Some(only) = &options.cases {
+        cases.retain(|c| only.contains(&c.tag()));
+    }
     let mut runs: Vec<(Case, Vec<Figures>)> = cases.iter().map(|&c| (c, Vec::new())).collect();
     for round in 1..=options.rounds.max(1) {
         for (case, figures) in &mut runs {
@@ -246,7 +267,7 @@ async fn drain(
     let subscriptions: Vec<Subscription> = (0..n)
         .map(|i| subscription(bench, &prefix, i, case.max_concurrency()))
         .collect();
-    let config = scenario::config_dir(&stream, &prefix, &subscriptions)?;
+    let config = scenario::config_dir(&stream, &prefix, case.stream_keys(), &subscriptions)?;
     bench.create_stream(&stream, &prefix).await?;
 
     let (ready, idle) = {
@@ -462,6 +483,18 @@ fn render(
                     format!("{:.2}x all fast", rate / all_fast),
                     format!(
                         "{each} messages each; msg/s of /s1../s9, against theirs in the {SLOW_OF}-subscription row ({all_fast:.0} msg/s)"
+                    ),
+                )
+            }
+            Case::FullHistory => {
+                let cost = |f: &dyn Fn(&Figures) -> f64| m(f) - one(f);
+                (
+                    "1 subscription, history: all".into(),
+                    format!("{:.2}x history: failures", rate / one(&|f| f.rate)),
+                    format!(
+                        "{each} messages; recording every success as well costs sinkhost {:+.1} us/msg, nats-server {:+.1} us/msg",
+                        cost(&|f| f.cpu_us.sinkhost),
+                        cost(&|f| f.cpu_us.nats)
                     ),
                 )
             }

@@ -70,18 +70,20 @@ pub struct Subscription {
     pub max_concurrency: usize,
 }
 
-/// A config.d holding the stream `stream` on `<prefix>.>` and `subscriptions`,
-/// each with its own durable (`<name>-consumer`).
+/// A config.d holding the stream `stream` on `<prefix>.>` (with the extra
+/// `stream_keys` lines) and `subscriptions`, each with its own durable
+/// (`<name>-consumer`).
 pub fn config_dir(
     stream: &str,
     prefix: &str,
+    stream_keys: &str,
     subscriptions: &[Subscription],
 ) -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new()
         .prefix("sinkhost-bench-config-")
         .tempdir()?;
     let mut yaml = format!(
-        "stream:\n  name: {stream}\n  subjects: [\"{prefix}.>\"]\n  max_age: 1h\n  storage: file\nsubscriptions:\n"
+        "stream:\n  name: {stream}\n  subjects: [\"{prefix}.>\"]\n  max_age: 1h\n  storage: file\n{stream_keys}subscriptions:\n"
     );
     for Subscription {
         name,
@@ -117,10 +119,15 @@ impl Bench {
         Ok(())
     }
 
-    /// Deletes `stream` and its dead-letter stream: each claims `dlq.>`, so
-    /// only one stream with a dead-letter stream can exist on a server.
+    /// Deletes `stream`, its attempts stream and its dead-letter stream: each
+    /// claims `dlq.>`, so only one stream with a dead-letter stream can exist
+    /// on a server.
     pub async fn remove_stream(&self, stream: &str) {
-        for name in [stream.to_owned(), format!("{stream}_dlq")] {
+        for name in [
+            stream.to_owned(),
+            format!("{stream}_dlq"),
+            format!("{stream}_attempts"),
+        ] {
             let _ = self.js.delete_stream(&name).await;
         }
     }
@@ -130,6 +137,7 @@ impl Bench {
         config_dir(
             stream,
             prefix,
+            "",
             &[Subscription {
                 name: prefix.into(),
                 subject: format!("{prefix}.>"),
