@@ -10,6 +10,7 @@
 //! shutdown catches it before it started.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::message::{AckKind, Info};
@@ -57,6 +58,7 @@ pub(super) async fn deliver(
         subscriber: &subscriber,
         message: &message,
         info: &info,
+        recorded: AtomicBool::new(false),
     };
     // Every field is known here: a span whose fields are recorded later
     // costs a second formatting of all of them.
@@ -201,6 +203,8 @@ struct One<'a> {
     message: &'a jetstream::Message,
     info: &'a Info<'a>,
     id: String,
+    /// This delivery wrote to the attempt history.
+    recorded: AtomicBool,
 }
 
 /// How `run` makes the attempts of one message (see [`retry::in_place`]).
@@ -413,12 +417,11 @@ impl One<'_> {
 
     /// Hands what came of `tried` to the attempt history, if it keeps it.
     fn record(&self, tried: Tried, then: Then, retry_in: Option<Duration>) {
-        let Some(history) = &self.subscriber.history else {
-            return;
-        };
-        if !history.keeps(tried.attempt, then) {
+        let history = &self.subscriber.history;
+        if !history.keeps(tried.attempt, then, self.recorded.load(Ordering::Relaxed)) {
             return;
         }
+        self.recorded.store(true, Ordering::Relaxed);
         history.record(Entry {
             subscription: self.subscriber.sub.name.clone(),
             message_id: self.id.clone(),

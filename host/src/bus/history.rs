@@ -3,7 +3,7 @@
 //! so `sinkhost trace` can say what became of a message.
 //!
 //! Written off the delivery path. A delivery hands its [`Entry`] to a bounded
-//! queue ([`History::record`] never waits); one task per NATS client
+//! queue ([`Journal::record`] never waits); one task per NATS client
 //! publishes what is queued in batches and awaits JetStream's
 //! acknowledgements of a batch together. A record that cannot be queued or is
 //! not acknowledged is counted in `sinkhost_attempt_history_dropped_total` and
@@ -14,6 +14,7 @@
 //! secret: the error and the excerpt are redacted like log lines.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
@@ -150,17 +151,36 @@ struct Queued {
     body: Bytes,
 }
 
-/// The queue to one NATS client's history task.
-#[derive(Clone)]
-pub(crate) struct Writer(mpsc::Sender<Queued>);
+/// The queue to one NATS client's history task, and what its journals keep.
+pub(crate) struct Writer {
+    queue: mpsc::Sender<Queued>,
+    task: tokio::task::JoinHandle<()>,
+    /// A [`Kept`], as [`kept_code`] encodes it: a reload changes it for
+    /// every running subscription at once.
+    kept: Arc<AtomicU8>,
+}
 
 impl Writer {
-    /// Starts the task that publishes on `js`; it ends when the last
-    /// [`History`] using it is dropped, after publishing what is queued.
-    pub(crate) fn start(js: jetstream::Context) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(publish(js, rx));
-        Writer(tx)
+    /// Starts the task that publishes on `js`, keeping what `kept` says.
+    pub(crate) fn start(js: jetstream::Context, kept: Kept) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(publish(js, rx));
+        let kept = Arc::new(AtomicU8::new(kept_code(kept)));
+        Writer { queue, task, kept }
+    }
+
+    /// From now on, every journal of this writer keeps what `kept` says.
+    pub(crate) fn keep(&self, kept: Kept) {
+        self.kept.store(kept_code(kept), Ordering::Relaxed);
+    }
+
+    /// Waits up to `grace` for what is queued to be written, once every
+    /// [`Journal`] is dropped (the task ends when the queue does).
+    pub(crate) async fn flush(self, grace: Duration) {
+        drop(self.queue);
+        if tokio::time::timeout(grace, self.task).await.is_err() {
+            tracing::warn!("attempt records still queued at exit were not written");
+        }
     }
 }
 
@@ -193,34 +213,35 @@ fn dropped(subscription: &str, error: &dyn std::fmt::Display) {
 }
 
 /// One subscription's way into the history.
-pub(crate) struct History {
-    writer: Writer,
+pub(crate) struct Journal {
+    queue: mpsc::Sender<Queued>,
     stream: String,
     subscription: Arc<str>,
-    kept: Kept,
+    kept: Arc<AtomicU8>,
 }
 
-impl History {
-    /// `subscription`'s history in `stream`'s attempts stream; `None` with
-    /// `history: off`.
-    pub(crate) fn new(
-        writer: &Writer,
-        stream: &str,
-        subscription: &str,
-        kept: Kept,
-    ) -> Option<Self> {
-        (kept != Kept::Off).then(|| History {
-            writer: writer.clone(),
+impl Journal {
+    /// `subscription`'s history in `stream`'s attempts stream.
+    pub(crate) fn new(writer: &Writer, stream: &str, subscription: &str) -> Self {
+        Journal {
+            queue: writer.queue.clone(),
             stream: stream.to_owned(),
             subscription: subscription.into(),
-            kept,
-        })
+            kept: writer.kept.clone(),
+        }
     }
 
     /// Whether an attempt ending in `then` is kept: with `history:
-    /// failures`, a first attempt that delivered is not.
-    pub(crate) fn keeps(&self, attempt: u32, then: Then) -> bool {
-        self.kept == Kept::All || attempt > 1 || then != Then::Ack
+    /// failures`, a first attempt that delivered is not, unless this
+    /// delivery already recorded something (a call the destination being
+    /// down did not count), which the success then ends.
+    pub(crate) fn keeps(&self, attempt: u32, then: Then, recorded: bool) -> bool {
+        let kept = match self.kept.load(Ordering::Relaxed) {
+            0 => Kept::Off,
+            1 => Kept::Failures,
+            _ => Kept::All,
+        };
+        keeps(kept, attempt, then, recorded)
     }
 
     /// Queues `entry` without waiting; a full queue drops it (counted).
@@ -242,8 +263,71 @@ impl History {
             subject,
             body,
         };
-        if self.writer.0.try_send(queued).is_err() {
+        if self.queue.try_send(queued).is_err() {
             dropped(&self.subscription, &"the history queue is full");
         }
+    }
+}
+
+fn kept_code(kept: Kept) -> u8 {
+    match kept {
+        Kept::Off => 0,
+        Kept::Failures => 1,
+        Kept::All => 2,
+    }
+}
+
+fn keeps(kept: Kept, attempt: u32, then: Then, recorded: bool) -> bool {
+    match kept {
+        Kept::All => true,
+        Kept::Failures => attempt > 1 || then != Then::Ack || recorded,
+        Kept::Off => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_keep_everything_but_a_plain_first_try_success() {
+        assert!(!keeps(Kept::Failures, 1, Then::Ack, false));
+        assert!(
+            keeps(Kept::Failures, 1, Then::Ack, true),
+            "ends a held delivery"
+        );
+        assert!(keeps(Kept::Failures, 2, Then::Ack, false));
+        for then in [Then::Retry, Then::DeadLetter, Then::Wait, Then::Returned] {
+            assert!(keeps(Kept::Failures, 1, then, false), "{then:?}");
+        }
+        assert!(keeps(Kept::All, 1, Then::Ack, false));
+        assert!(!keeps(Kept::Off, 3, Then::DeadLetter, true));
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let entry = Entry {
+            subscription: "mailer".into(),
+            message_id: "order-123".into(),
+            stream_sequence: 42,
+            subject: "mail.welcome".into(),
+            attempt: 2,
+            max_attempts: 4,
+            started: "2026-12-02T10:00:00.000Z".into(),
+            duration_ms: 12,
+            outcome: "retry".into(),
+            then: Then::Retry,
+            retry_in_ms: Some(4000),
+            http_status: Some(503),
+            error: Some("plugin asked to retry after HTTP 503".into()),
+            response: "busy".into(),
+        };
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["then"], "retry");
+        assert_eq!(serde_json::from_value::<Entry>(json).unwrap(), entry);
+        assert_eq!(
+            subject("events", "mailer", "42"),
+            "sinkhost.attempts.events.mailer.42"
+        );
     }
 }

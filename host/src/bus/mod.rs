@@ -58,8 +58,8 @@ pub(crate) struct Subscriber {
     pub(crate) destination: Arc<destination::Destination>,
     /// The attempt records (`None`: the delivery count is the attempt number).
     pub(crate) attempts: Option<jetstream::kv::Store>,
-    /// The attempt history (`None`: `history: off`).
-    pub(crate) history: Option<history::History>,
+    /// The attempt history.
+    pub(crate) history: history::Journal,
 }
 
 impl Subscriber {

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::deadletter::{self, DeadLetterError};
 use crate::bus::destination::Destination;
-use crate::bus::history::{self, History as AttemptHistory};
+use crate::bus::history::{self, Journal};
 use crate::bus::{self, BusError, Placement, Subscriber};
 use crate::config::{Config, History, StreamConfig, Subscription};
 use crate::ops::metrics;
@@ -31,6 +31,9 @@ use crate::plugin::{Runtime, Sink};
 use crate::run::entry::{Entry, grace};
 use crate::run::prepare::Prepared;
 use crate::run::reload::{self, Digest, Plan, Running};
+
+/// How long shutdown waits for the attempt records still queued.
+const HISTORY_FLUSH: Duration = Duration::from_secs(2);
 
 /// Why a validated config cannot be applied. Nothing has been stopped.
 #[derive(Debug, thiserror::Error)]
@@ -218,11 +221,16 @@ impl Supervisor {
 
     /// Stops every subscription: stop fetching, let in-flight deliveries
     /// finish for up to the longest `timeout` + 2 s (never past the shortest
-    /// `ack_wait`), nak the rest.
+    /// `ack_wait`), nak the rest; then write what the attempt history still
+    /// has queued.
     pub async fn shutdown(self) {
         let grace = grace(self.entries.iter().map(|e| &e.subscriber.sub));
         self.stop.cancel();
         futures::future::join_all(self.entries.into_iter().map(|e| e.stop(grace, false))).await;
+        drop(self.suspended);
+        if let Some(writer) = self.history_writer {
+            writer.flush(HISTORY_FLUSH).await;
+        }
     }
 
     /// Stops every subscription at once, for a NATS client whose connection
@@ -267,10 +275,18 @@ impl Supervisor {
     /// sinkhost's own streams and buckets go (without a `stream:` block: a
     /// single copy on file) and what the attempts streams keep.
     async fn ensure_stream(&mut self, stream: Option<&StreamConfig>) -> Result<(), ApplyError> {
-        self.history = match stream {
+        let history = match stream {
             Some(s) => (s.history, Some(s.history_max_age.unwrap_or(s.max_age))),
             None => (History::default(), None),
         };
+        if history != self.history {
+            // The attempts streams are made sure of again, with the new age.
+            self.side_streams.clear();
+            self.history = history;
+        }
+        if let Some(writer) = &self.history_writer {
+            writer.keep(history.0);
+        }
         self.placement = match stream {
             Some(stream) => bus::ensure_stream(&self.js, stream)
                 .await
@@ -354,11 +370,11 @@ impl Supervisor {
         stream: String,
         sink: Arc<Sink>,
     ) -> Arc<Subscriber> {
-        let js = &self.js;
+        let (js, kept) = (&self.js, self.history.0);
         let writer = self
             .history_writer
-            .get_or_insert_with(|| history::Writer::start(js.clone()));
-        let history = AttemptHistory::new(writer, &stream, &sub.name, self.history.0);
+            .get_or_insert_with(|| history::Writer::start(js.clone(), kept));
+        let history = Journal::new(writer, &stream, &sub.name);
         let buckets = self.buckets.as_ref();
         let destinations = buckets.and_then(|b| b.destinations.clone());
         Arc::new(Subscriber {
