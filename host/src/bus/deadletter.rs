@@ -74,39 +74,21 @@ pub(crate) async fn ensure_stream(
     placement: Placement,
 ) -> Result<(), DeadLetterError> {
     let name = stream_name(stream);
-    let failed = |e: &dyn std::fmt::Display| DeadLetterError::Stream {
-        stream: name.clone(),
-        message: e.to_string(),
+    let wanted = stream::Config {
+        name: name.clone(),
+        subjects: vec!["dlq.>".to_owned()],
+        storage: placement.storage,
+        num_replicas: placement.replicas,
+        retention: stream::RetentionPolicy::Limits,
+        description: Some(format!("sinkhost dead letters of {stream}")),
+        ..Default::default()
     };
-    let mut existing = js
-        .get_or_create_stream(stream::Config {
-            name: name.clone(),
-            subjects: vec!["dlq.>".to_owned()],
-            storage: placement.storage,
-            num_replicas: placement.replicas,
-            retention: stream::RetentionPolicy::Limits,
-            description: Some(format!("sinkhost dead letters of {stream}")),
-            ..Default::default()
+    super::setup::ensure_own_stream(js, wanted, false)
+        .await
+        .map_err(|message| DeadLetterError::Stream {
+            stream: name,
+            message,
         })
-        .await
-        .map_err(|e| failed(&e))?;
-    let current = existing
-        .info()
-        .await
-        .map_err(|e| failed(&e))?
-        .config
-        .clone();
-    if current.num_replicas != placement.replicas {
-        let from = current.num_replicas;
-        js.update_stream(stream::Config {
-            num_replicas: placement.replicas,
-            ..current
-        })
-        .await
-        .map_err(|e| failed(&format!("replicas {from} -> {}: {e}", placement.replicas)))?;
-        tracing::info!(stream = %name, replicas = placement.replicas, "updated the dead-letter stream's replicas");
-    }
-    Ok(())
 }
 
 /// Where a message came from, for its dead-letter headers.

@@ -110,38 +110,20 @@ pub(crate) async fn ensure_stream(
     max_age: Duration,
 ) -> Result<(), String> {
     let name = stream_name(stream);
-    let failed = |e: &dyn std::fmt::Display| format!("attempts stream {name}: {e}");
-    let mut existing = js
-        .get_or_create_stream(stream::Config {
-            name: name.clone(),
-            subjects: vec![subject(stream, "*", "*")],
-            storage: placement.storage,
-            num_replicas: placement.replicas,
-            max_age,
-            retention: stream::RetentionPolicy::Limits,
-            discard: stream::DiscardPolicy::Old,
-            description: Some(format!("sinkhost delivery attempts of {stream}")),
-            ..Default::default()
-        })
+    let wanted = stream::Config {
+        name: name.clone(),
+        subjects: vec![subject(stream, "*", "*")],
+        storage: placement.storage,
+        num_replicas: placement.replicas,
+        max_age,
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        description: Some(format!("sinkhost delivery attempts of {stream}")),
+        ..Default::default()
+    };
+    super::setup::ensure_own_stream(js, wanted, true)
         .await
-        .map_err(|e| failed(&e))?;
-    let current = existing
-        .info()
-        .await
-        .map_err(|e| failed(&e))?
-        .config
-        .clone();
-    if current.num_replicas != placement.replicas || current.max_age != max_age {
-        js.update_stream(stream::Config {
-            num_replicas: placement.replicas,
-            max_age,
-            ..current
-        })
-        .await
-        .map_err(|e| failed(&e))?;
-        tracing::info!(stream = %name, replicas = placement.replicas, max_age = ?max_age, "updated the attempts stream");
-    }
-    Ok(())
+        .map_err(|e| format!("attempts stream {name}: {e}"))
 }
 
 /// One queued record.

@@ -67,6 +67,43 @@ pub(crate) async fn ensure_bucket(
     }
 }
 
+/// One of sinkhost's own streams (dead letters, attempts): created as
+/// `wanted` when missing; an existing one is brought to `wanted`'s replicas
+/// and, with `with_age`, its `max_age`. The rest of an existing one's
+/// config is the operator's. The error is NATS's, said once.
+pub(crate) async fn ensure_own_stream(
+    js: &jetstream::Context,
+    wanted: stream::Config,
+    with_age: bool,
+) -> Result<(), String> {
+    let (replicas, max_age) = (wanted.num_replicas, wanted.max_age);
+    let mut existing = js
+        .get_or_create_stream(wanted)
+        .await
+        .map_err(|e| e.to_string())?;
+    let current = existing
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .config
+        .clone();
+    let age_differs = with_age && current.max_age != max_age;
+    if current.num_replicas == replicas && !age_differs {
+        return Ok(());
+    }
+    let (name, from) = (current.name.clone(), current.num_replicas);
+    let max_age = if with_age { max_age } else { current.max_age };
+    js.update_stream(stream::Config {
+        num_replicas: replicas,
+        max_age,
+        ..current
+    })
+    .await
+    .map_err(|e| format!("replicas {from} -> {replicas}, max_age {max_age:?}: {e}"))?;
+    tracing::info!(stream = %name, replicas, max_age = ?max_age, "updated sinkhost's own stream");
+    Ok(())
+}
+
 /// Why the bus could not set up a stream or consumer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BusError {
