@@ -633,3 +633,63 @@ async fn reloads_under_load_dead_letter_nothing_and_do_not_bounce() {
         "the consumer delivered {deliveries} times for {N} messages: returned messages bounced"
     );
 }
+
+/// `stream.history` changed by a reload applies to the running
+/// subscriptions at once: with `off` no attempts stream exists and a retried
+/// message leaves no record; after the reload to `failures` the next one
+/// leaves one record per attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_turns_the_attempt_history_on_for_running_subscriptions() {
+    let nats = NatsServer::start();
+    // Each message's first request fails, its second is delivered.
+    let flaky = Receiver::start(|_, nth| {
+        if nth == 1 {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let s = unique("hist");
+    let stream = |history: &str| {
+        format!(
+            "{}  history: {history}\n",
+            stream_yaml(&s, &[&format!("{s}.>")])
+        )
+    };
+    let config = ConfigDir::new().file("00-stream.yml", stream("off")).file(
+        "10-a.yml",
+        subscriptions(&[sub_yaml(
+            "a",
+            &format!("{s}.>"),
+            &flaky.url("/a"),
+            "backoff: \"100ms\"",
+        )]),
+    );
+    let host = Host::start(config.path(), &nats.url(), &NO_WATCH).await;
+    host.wait_healthy(WAIT).await;
+    let js = nats.jetstream().await;
+    publish(&js, &format!("{s}.1"), "{}", &[]).await;
+    flaky.wait_for(2, WAIT).await;
+    let attempts = format!("{s}_attempts");
+    assert!(
+        js.get_stream(&attempts).await.is_err(),
+        "history: off made {attempts}"
+    );
+
+    config.write("00-stream.yml", stream("failures"));
+    host.sighup();
+    let fields = reloaded(&host).await;
+    assert_eq!(fields["unchanged"], "a", "{fields}");
+    let second = publish(&js, &format!("{s}.2"), "{}", &[]).await;
+    flaky.wait_for(4, WAIT).await;
+    let records = support::wait_for_stream_messages(&js, &attempts, 2, WAIT).await;
+    let sequence = second.sequence.to_string();
+    for record in &records {
+        assert!(
+            record.subject.ends_with(&format!(".a.{sequence}")),
+            "{}",
+            record.subject
+        );
+    }
+}

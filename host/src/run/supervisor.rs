@@ -189,6 +189,16 @@ impl Supervisor {
     ) -> Result<(), ApplyError> {
         if config.stream != self.stream {
             self.ensure_stream(config.stream.as_ref()).await?;
+            // A new `history` or `history_max_age` applies to the running
+            // subscriptions' attempts streams too.
+            let running: BTreeSet<String> = self
+                .entries
+                .iter()
+                .map(|e| e.subscriber.stream.clone())
+                .collect();
+            for stream in running {
+                self.ensure_side_streams(&stream).await?;
+            }
         }
         let subscribers = self.subscribers(config.stream.as_ref(), prepared).await?;
 
