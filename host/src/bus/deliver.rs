@@ -7,7 +7,9 @@
 //! nothing: the message waits for the destination again. A malformed message
 //! is dead-lettered without a plugin call. The [`Lease`] keeps the message
 //! acked-in-progress through every wait, and hands it back to the stream when
-//! shutdown catches it before it started.
+//! shutdown catches it before it started. Each attempt, once what came of it
+//! is known (ack, retry, dead letter, a wait for the destination), goes to the
+//! attempt history as one [`Entry`], never waited for.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
