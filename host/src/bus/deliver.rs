@@ -32,6 +32,7 @@ use crate::delivery::classify::{call_limit, classify, seen};
 use crate::delivery::message::{for_plugin, id_of, malformed_reason};
 use crate::delivery::retry::{self, Attempt, Attempts, Policy, Settled};
 use crate::ops::{metrics, trace};
+use crate::plugin::Delivery;
 
 /// Delivers one message and settles it with JetStream, in the `delivery`
 /// span that puts its subscription, id and trace id on every log line.
@@ -237,7 +238,8 @@ struct Tried {
     outcome: &'static str,
     http_status: Option<u16>,
     error: Option<String>,
-    response: String,
+    /// The start of the last response's body, as it came.
+    response: Vec<u8>,
 }
 
 impl Tried {
@@ -250,7 +252,7 @@ impl Tried {
             outcome,
             http_status: None,
             error: Some(why.to_owned()),
-            response: String::new(),
+            response: Vec::new(),
         }
     }
 }
@@ -297,7 +299,7 @@ impl Attempts for BusAttempts<'_> {
             let _in_flight = metrics.in_flight();
             let input = for_plugin(one.message, one.info, attempt, self.policy.max_attempts);
             let call = tokio::time::timeout(call_limit(sub), one.subscriber.sink.deliver(&input));
-            let Some(called) = self.lease.run(call).await else {
+            let Some(mut called) = self.lease.run(call).await else {
                 one.settle(AckKind::Nak(None)).await;
                 metrics.delivery("aborted", started.elapsed());
                 let tried = Tried {
@@ -307,7 +309,7 @@ impl Attempts for BusAttempts<'_> {
                     outcome: "aborted",
                     http_status: None,
                     error: Some("shutdown abandoned the call".into()),
-                    response: String::new(),
+                    response: Vec::new(),
                 };
                 one.record(tried, Then::Returned, None);
                 tracing::info!(subscription = %sub.name, message_id = %one.id, "shutdown: delivery abandoned, message returned to the stream");
@@ -318,12 +320,13 @@ impl Attempts for BusAttempts<'_> {
             }
             let last = attempt >= self.policy.max_attempts;
             let counts = destination.finish(ticket, seen(&called), attempt, last);
-            let http = match &called {
-                Ok(Ok(delivery)) => delivery.last_http.as_ref(),
-                _ => None,
+            let (http_status, response) = match &mut called {
+                Ok(Ok(Delivery {
+                    last_http: Some(http),
+                    ..
+                })) => (http.status, std::mem::take(&mut http.excerpt)),
+                _ => (None, Vec::new()),
             };
-            let (http_status, response) =
-                http.map_or((None, String::new()), |h| (h.status, h.excerpt.clone()));
             let (result, label) = classify(sub, called);
             let took = started.elapsed();
             metrics.delivery(label, took);
@@ -438,7 +441,10 @@ impl One<'_> {
             retry_in_ms: retry_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             http_status: tried.http_status,
             error: tried.error,
-            response: tried.response,
+            response: match tried.response.as_slice() {
+                [] => String::new(),
+                body => self.subscriber.sink.redact(&String::from_utf8_lossy(body)),
+            },
         });
     }
 

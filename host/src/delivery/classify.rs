@@ -86,7 +86,7 @@ mod tests {
                 text: text.to_owned(),
                 destination_failed: text.starts_with("HTTP 5") || text.starts_with("HTTP 429"),
                 status: None,
-                excerpt: String::new(),
+                excerpt: Vec::new(),
             }),
         }))
     }

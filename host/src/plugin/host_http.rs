@@ -8,7 +8,6 @@ use std::time::Instant;
 use super::bindings::sinkhost::plugin::http;
 use super::state::State;
 use super::{EXCERPT_BYTES, LastHttp};
-use crate::config::redact::redact;
 use crate::outbound;
 
 impl http::Host for State {
@@ -30,8 +29,11 @@ impl http::Host for State {
             Err(error) => format!("HTTP request {error}"),
         };
         let (status, excerpt) = match &result {
-            Ok(response) => (Some(response.status), self.excerpt(&response.body)),
-            Err(_) => (None, String::new()),
+            Ok(response) => {
+                let start = &response.body[..response.body.len().min(EXCERPT_BYTES)];
+                (Some(response.status), start.to_vec())
+            }
+            Err(_) => (None, Vec::new()),
         };
         self.last_http = Some(LastHttp {
             text,
@@ -52,17 +54,6 @@ impl http::Host for State {
             Err(outbound::HttpError::Denied(m)) => Err(http::HttpError::Denied(m)),
             Err(outbound::HttpError::Other(m)) => Err(http::HttpError::Other(m)),
         }
-    }
-}
-
-impl State {
-    /// The start of a response body as the attempt history keeps it.
-    fn excerpt(&self, body: &[u8]) -> String {
-        if body.is_empty() {
-            return String::new();
-        }
-        let start = &body[..body.len().min(EXCERPT_BYTES)];
-        redact(&String::from_utf8_lossy(start), &self.spec.secrets)
     }
 }
 

@@ -89,9 +89,10 @@ pub struct LastHttp {
     pub destination_failed: bool,
     /// The response's status, when there was a response.
     pub status: Option<u16>,
-    /// The start of the response body (at most [`EXCERPT_BYTES`], lossy
-    /// UTF-8, secrets redacted), for the attempt history.
-    pub excerpt: String,
+    /// The start of the response body (at most [`EXCERPT_BYTES`], as it
+    /// came), for the attempt history, which shows it through
+    /// [`Sink::redact`] only when it keeps the attempt.
+    pub excerpt: Vec<u8>,
 }
 
 /// Longest [`LastHttp::excerpt`], in bytes.

@@ -59,6 +59,12 @@ impl Sink {
         Ok(())
     }
 
+    /// `text` with this subscription's secrets masked, as everything the
+    /// plugin or its destination says is shown.
+    pub fn redact(&self, text: &str) -> String {
+        redact(text, &self.spec.secrets)
+    }
+
     /// Drops the idle instances, so the next deliveries start fresh ones.
     pub fn discard_idle(&self) {
         self.idle.lock().expect("idle lock").clear();
@@ -86,10 +92,9 @@ impl Sink {
                 let outcome = match outcome {
                     types::Outcome::Delivered => Outcome::Delivered,
                     types::Outcome::Retry(ms) => Outcome::Retry(ms.map(Duration::from_millis)),
-                    types::Outcome::Reject(reason) => Outcome::Reject(marked_cap(
-                        redact(&reason, &self.spec.secrets),
-                        REASON_BYTES,
-                    )),
+                    types::Outcome::Reject(reason) => {
+                        Outcome::Reject(marked_cap(self.redact(&reason), REASON_BYTES))
+                    }
                 };
                 Ok(Delivery { outcome, last_http })
             }
@@ -133,14 +138,14 @@ impl Sink {
         store.data_mut().end_call();
         // `sinkhost check` prints this and a rejected reload logs it; plugins
         // like to quote the config they refuse.
-        init.map_err(|reason| PluginError::Init(redact(&reason, &self.spec.secrets)))?;
+        init.map_err(|reason| PluginError::Init(self.redact(&reason)))?;
         Ok(Instance { store, bindings })
     }
 
     fn trap(&self, error: wasmtime::Error) -> PluginError {
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => PluginError::Deadline(self.limits.cpu_per_call),
-            _ => PluginError::Trap(redact(&format!("{error:#}"), &self.spec.secrets)),
+            _ => PluginError::Trap(self.redact(&format!("{error:#}"))),
         }
     }
 }

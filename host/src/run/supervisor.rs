@@ -345,14 +345,14 @@ impl Supervisor {
         deadletter::ensure_stream(&self.js, stream, self.placement).await?;
         let (kept, max_age) = self.history;
         if kept != History::Off {
-            let max_age = match max_age {
-                Some(age) => Ok(age),
-                None => bus::max_age(&self.js, stream).await,
-            };
-            let made = match max_age {
-                Ok(age) => history::ensure_stream(&self.js, stream, self.placement, age).await,
-                Err(e) => Err(e),
-            };
+            let made = async {
+                let age = match max_age {
+                    Some(age) => age,
+                    None => bus::max_age(&self.js, stream).await?,
+                };
+                history::ensure_stream(&self.js, stream, self.placement, age).await
+            }
+            .await;
             if let Err(e) = made {
                 tracing::warn!(error = %e, "no attempt history: its records are dropped and counted");
             }

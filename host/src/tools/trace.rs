@@ -328,7 +328,7 @@ fn place(
     match last.map(|e| e.then) {
         Some(Then::Ack) => {
             let e = last.expect("a last attempt");
-            let tries = plural(e.attempt, "attempt");
+            let tries = plural(u64::from(e.attempt), "attempt");
             return (
                 State::Delivered,
                 format!("delivered at {} after {tries}", ended(e)),
@@ -356,7 +356,7 @@ fn place(
             State::NotReached,
             format!(
                 "not yet reached: the consumer is behind by {} (it last delivered #{delivered})",
-                plural_u64(consumer.pending, "message"),
+                plural(consumer.pending, "message"),
             ),
         );
     }
@@ -427,11 +427,7 @@ fn ended(e: &Entry) -> String {
     rfc3339(ended_at(e))
 }
 
-fn plural(n: u32, what: &str) -> String {
-    plural_u64(u64::from(n), what)
-}
-
-fn plural_u64(n: u64, what: &str) -> String {
+fn plural(n: u64, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
     } else {
